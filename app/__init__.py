@@ -1,0 +1,76 @@
+"""Infobip callback receiver: the Flask application factory.
+
+`create_app()` reads the environment (app/config.py), refuses insecure or broken settings,
+and wires the blueprints: ingest (`/infobip/...`), query API (`/api/...`) and health probes.
+Errors of every kind are answered as JSON by one handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from redis import RedisError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import config
+from app.connection import make_client
+from app.errors import ReceiverError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(config.load())
+    if test_config:
+        app.config.update(test_config)
+    app.config.update(config.check(app.config))
+    app.extensions["redis"] = make_client(app.config["REDIS_URL"])
+    if app.config["TRUSTED_PROXIES"]:
+        # request.remote_addr becomes the address exactly TRUSTED_PROXIES hops back.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
+
+    from app import api, ingest
+
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.health)
+    app.register_error_handler(ReceiverError, answer_error)
+    app.register_error_handler(HTTPException, answer_error)
+    app.register_error_handler(Exception, answer_error)
+    return app
+
+
+def answer_error(err: Exception) -> Response:
+    """The one place an exception becomes an HTTP answer, always JSON.
+
+    A Redis failure anywhere is a 503 with Retry-After: Infobip retries, so nothing is lost.
+    """
+    if isinstance(err, RedisError):
+        log.warning("redis unavailable: %s", err.__class__.__name__)
+        err = StoreUnavailable("Redis cannot take the request; retry later")
+    if isinstance(err, ReceiverError):
+        body = {"error": err.error, "message": err.message}
+        if err.details is not None:
+            body["details"] = err.details
+        response = jsonify(body)
+        response.status_code = err.status
+        if isinstance(err, StoreUnavailable):
+            response.headers["Retry-After"] = str(err.retry_after)
+        if err.status == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="infobip-receiver"'
+        return response
+    if isinstance(err, HTTPException):
+        response = jsonify({"error": err.name.lower().replace(" ", "_"), "message": err.description})
+        response.status_code = err.code or 500
+        if err.code == 405 and err.get_headers():
+            response.headers.update({k: v for k, v in err.get_headers() if k == "Allow"})
+        return response
+    log.exception("unhandled error")  # a bug: say so in the log, answer without internals
+    response = jsonify({"error": "internal_error", "message": "internal error"})
+    response.status_code = 500
+    return response

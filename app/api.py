@@ -1,0 +1,111 @@
+"""Query API (SPEC §5) and health probes. Reads state that workers wrote; never writes.
+
+Filters of `GET /api/messages` are named as in Infobip's `/sms/1/logs`, so an operator can
+move a query between the two. Lists are newest first, as Infobip's are.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from redis import RedisError
+from rq import Worker
+
+from app import auth
+from app.connection import get_redis
+from app.enqueue import drain_queue
+from app.errors import InvalidPayload, NotFound
+from app.keys import INBOX, QUEUE_NAME
+from workers import state
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+health = Blueprint("health", __name__)
+
+MAX_LIMIT = 1000
+
+
+@bp.before_request
+def require_api_key() -> None:
+    auth.check_api(request, current_app.config)
+
+
+@bp.get("/messages/<message_id>")
+def message(message_id: str) -> dict[str, Any]:
+    found = state.get_message(get_redis(), message_id)
+    if found is None:
+        raise NotFound(f"no message {message_id!r}")
+    return found
+
+
+@bp.get("/messages")
+def messages() -> dict[str, Any]:
+    args = request.args
+    results = state.find_messages(
+        get_redis(),
+        bulk_id=args.get("bulkId") or None,
+        to=args.get("to") or None,
+        general_status=args.get("generalStatus") or None,
+        sent_since=_date_arg("sentSince"),
+        sent_until=_date_arg("sentUntil"),
+        limit=_limit_arg(),
+    )
+    return {"results": results}
+
+
+@bp.get("/bulks/<bulk_id>")
+def bulk(bulk_id: str) -> dict[str, Any]:
+    found = state.get_bulk(get_redis(), bulk_id)
+    if found is None:
+        raise NotFound(f"no bulk {bulk_id!r}")
+    return found
+
+
+def _limit_arg(default: int = 50) -> int:
+    raw = request.args.get("limit")
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidPayload("bad query", {"limit": [f"an integer from 1 to {MAX_LIMIT}"]})
+    return int(raw)
+
+
+def _date_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace(" ", "+"))  # a '+' in a URL may arrive as ' '
+    except ValueError as err:
+        raise InvalidPayload("bad query", {name: ["an ISO 8601 date"]}) from err
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@health.get("/healthz")
+def healthz() -> dict[str, Any]:
+    """The process is up. Does not touch Redis, so a Redis outage does not restart web pods."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int]:
+    """Ready to take traffic: Redis answers, a worker is alive; with the backlog."""
+    r = get_redis()
+    try:
+        r.ping()
+        workers = Worker.all(connection=r)
+        inbox = sum(r.llen(INBOX.format(lane=n)) for n in range(current_app.config["DRAIN_LANES"]))
+        queued = drain_queue(r).count
+    except RedisError:
+        return {"status": "unavailable", "redis": False}, 503
+    ready = bool(workers)
+    body = {
+        "status": "ok" if ready else "no workers",
+        "redis": True,
+        "workers": len(workers),
+        "inbox": inbox,
+        "queuedJobs": queued,
+        "queue": QUEUE_NAME,
+    }
+    return body, 200 if ready else 503

@@ -1,0 +1,66 @@
+"""Configuration from the environment (12-factor); a `.env` file is read when present.
+
+Every variable of SPEC §7 is read here and nowhere else. `load()` returns plain Flask config
+keys; `check()` refuses configurations that would run insecurely or cannot work, so a mistake
+stops start-up instead of surfacing as a 500 later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from environs import Env
+
+from app.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def load() -> dict[str, Any]:
+    env = Env()
+    env.read_env()  # .env in the working directory, if any
+    return {
+        "REDIS_URL": env.str("REDIS_URL", DEFAULT_REDIS_URL),
+        "WEBHOOK_TOKEN": env.str("WEBHOOK_TOKEN", "") or None,
+        "WEBHOOK_BASIC_USER": env.str("WEBHOOK_BASIC_USER", "") or None,
+        "WEBHOOK_BASIC_PASSWORD": env.str("WEBHOOK_BASIC_PASSWORD", "") or None,
+        "WEBHOOK_ALLOWED_IPS": env.list("WEBHOOK_ALLOWED_IPS", []),
+        "TRUSTED_PROXIES": env.int("TRUSTED_PROXIES", 0),
+        "API_KEYS": env.list("API_KEYS", []),
+        "ROUTES_FILE": env.str("ROUTES_FILE", "routes.yml"),
+        "MO_URL_TEMPLATE": env.str("MO_URL_TEMPLATE", "") or None,
+        "RETENTION_DAYS": env.int("RETENTION_DAYS", 7),
+        "MAX_BODY_BYTES": env.int("MAX_BODY_BYTES", 1024 * 1024),
+        "DRAIN_LANES": env.int("DRAIN_LANES", 4),
+        "QUARANTINE_MAX": env.int("QUARANTINE_MAX", 10_000),
+        "EVENT_STREAM_MAXLEN": env.int("EVENT_STREAM_MAXLEN", 1_000_000),
+        # Development mode allows running without ingest credentials (`make run` sets it).
+        "DEV_MODE": env.bool("DEV_MODE", False),
+    }
+
+
+def check(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and derive values; raise ConfigError with a message an operator can act on."""
+    has_basic = bool(config["WEBHOOK_BASIC_USER"] and config["WEBHOOK_BASIC_PASSWORD"])
+    if bool(config["WEBHOOK_BASIC_USER"]) != bool(config["WEBHOOK_BASIC_PASSWORD"]):
+        raise ConfigError("set both WEBHOOK_BASIC_USER and WEBHOOK_BASIC_PASSWORD, or neither")
+    if not (has_basic or config["WEBHOOK_TOKEN"]) and not config["DEV_MODE"]:
+        raise ConfigError(
+            "no ingest credentials: set WEBHOOK_TOKEN and/or WEBHOOK_BASIC_USER/WEBHOOK_BASIC_PASSWORD "
+            "(or DEV_MODE=1 for local development only)"
+        )
+    try:
+        networks = [ipaddress.ip_network(c.strip(), strict=False) for c in config["WEBHOOK_ALLOWED_IPS"]]
+    except ValueError as err:
+        raise ConfigError(f"WEBHOOK_ALLOWED_IPS: {err}") from err
+    for name in ("TRUSTED_PROXIES", "RETENTION_DAYS", "MAX_BODY_BYTES", "DRAIN_LANES", "QUARANTINE_MAX"):
+        minimum = 0 if name == "TRUSTED_PROXIES" else 1
+        if int(config[name]) < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}")
+    return {
+        "ALLOWED_NETWORKS": networks,
+        "MAX_CONTENT_LENGTH": int(config["MAX_BODY_BYTES"]),
+        "RETENTION_SECONDS": int(config["RETENTION_DAYS"]) * 86400,
+    }

@@ -1,0 +1,164 @@
+"""Where an Infobip delivery report (JSON or XML, v2 or v3 shape) becomes normalized `data`.
+
+`items(kind, doc)` finds the list of reports in a decoded body; `load(item)` validates one
+report with marshmallow and returns the SPEC §3 `data` of a DLR event: v3 names mapped to v2
+ones, dates in UTC with the originals kept, prices as exact decimal strings, status and error
+classified against Infobip's tables, `final` and `warnings` set. Invalid reports raise
+marshmallow's ValidationError with per-field messages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from app.classify import classify_error, classify_status
+from app.clock import utc_text
+from app.decode import xml_list
+from app.errors import InvalidPayload
+
+
+class InfobipDateTime(fields.Field):
+    """`2015-02-12T09:51:43.123+0100`, `...+00:00`, `...Z`: any ISO 8601 -> aware UTC datetime."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid date string.")
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as err:
+            raise ValidationError(f"Not a valid ISO 8601 date: {value!r}.") from err
+        if parsed.tzinfo is None:  # no offset given: Infobip's platform time is UTC
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+
+
+class _Open(Schema):
+    class Meta:
+        unknown = INCLUDE  # Infobip adds fields over time; keep them rather than reject
+
+
+class Price(_Open):
+    pricePerMessage = fields.Decimal(allow_nan=False, allow_none=True)
+    currency = fields.String(allow_none=True)
+
+
+class Status(_Open):
+    groupId = fields.Integer(allow_none=True)
+    groupName = fields.String(allow_none=True)
+    id = fields.Integer(allow_none=True)
+    name = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    action = fields.String(allow_none=True)
+
+
+class Error(Status):
+    permanent = fields.Boolean(allow_none=True)
+
+
+_FIELDS: dict[str, fields.Field] = {
+    "messageId": fields.String(required=True, validate=validate.Length(min=1, max=256)),
+    "bulkId": fields.String(allow_none=True),
+    "to": fields.String(allow_none=True),
+    "from": fields.String(allow_none=True),
+    "text": fields.String(allow_none=True),
+    "sentAt": InfobipDateTime(allow_none=True),
+    "doneAt": InfobipDateTime(allow_none=True),
+    "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0)),
+    "mccMnc": fields.String(allow_none=True),
+    "price": fields.Nested(Price, allow_none=True),
+    "status": fields.Nested(Status, allow_none=True),
+    "error": fields.Nested(Error, allow_none=True),
+    "callbackData": fields.String(allow_none=True),
+    "entityId": fields.String(allow_none=True),
+    "applicationId": fields.String(allow_none=True),
+    "campaignReferenceId": fields.String(allow_none=True),
+}
+_STRING_FIELDS = {name for name, f in _FIELDS.items() if isinstance(f, fields.String)}
+
+# Infobip's v3 report names -> the v2 names we normalize to (SPEC §2.1).
+ALIASES = {"sender": "from", "messageCount": "smsCount", "mccmnc": "mccMnc"}
+
+
+class DeliveryReport(Schema.from_dict(_FIELDS)):  # type: ignore[misc]
+    class Meta:
+        unknown = INCLUDE
+
+    @pre_load
+    def normalize_shape(self, item: Any, **_kwargs: Any) -> Any:
+        if not isinstance(item, dict):
+            return item  # marshmallow answers "Invalid input type"
+        item = dict(item)
+        for alias, name in ALIASES.items():
+            if alias in item and name not in item:
+                item[name] = item.pop(alias)
+        platform = item.pop("platform", None)
+        if isinstance(platform, dict):
+            for key in ("entityId", "applicationId"):
+                item.setdefault(key, platform.get(key))
+        # An empty value of a number or object field (an empty XML element) means "absent".
+        return {k: v for k, v in item.items() if not (v == "" and k in _FIELDS and k not in _STRING_FIELDS)}
+
+
+_SCHEMA = DeliveryReport()
+
+
+def load(item: Any) -> dict[str, Any]:
+    """One raw report -> normalized `data` (SPEC §3). Raises ValidationError."""
+    loaded = _SCHEMA.load(item)
+    warnings: list[str] = []
+    status, final = classify_status(loaded.get("status"), warnings)
+    data: dict[str, Any] = {
+        "messageId": loaded["messageId"],
+        "bulkId": loaded.get("bulkId") or None,
+        "to": loaded.get("to"),
+        "from": loaded.get("from"),
+        "sentAt": None,
+        "doneAt": None,
+        "smsCount": loaded.get("smsCount"),
+        "mccMnc": loaded.get("mccMnc"),
+        "price": None,
+        "status": status,
+        "error": classify_error(loaded.get("error"), warnings),
+        "callbackData": loaded.get("callbackData"),
+        "final": final,
+        "warnings": warnings,
+    }
+    original = {}
+    for key in ("sentAt", "doneAt"):
+        if loaded.get(key) is not None:
+            data[key] = utc_text(loaded[key])
+            original[key] = item[key]
+    if original:
+        data["original"] = original
+    price = loaded.get("price")
+    if price:
+        amount = price.get("pricePerMessage")
+        data["price"] = {**price, "pricePerMessage": None if amount is None else decimal_text(amount)}
+    for key in ("text", "entityId", "applicationId", "campaignReferenceId"):
+        if loaded.get(key) is not None:
+            data[key] = loaded[key]
+    extra = {k: v for k, v in loaded.items() if k not in _FIELDS}
+    if extra:
+        data["extra"] = extra
+    return data
+
+
+def decimal_text(amount: Decimal) -> str:
+    """Plain notation, never exponent: '0.0001000000', not '1.000000E-4'."""
+    return format(amount, "f")
+
+
+def items(kind: str, doc: Any) -> list[Any]:
+    """The list of raw reports in a decoded push body (JSON `results`, XML `reportResponse`)."""
+    if kind == "xml":
+        if not isinstance(doc, dict) or "reportResponse" not in doc:
+            raise InvalidPayload("XML root must be <reportResponse>")
+        root = doc["reportResponse"] or {}
+        return xml_list(root.get("results") if isinstance(root, dict) else None, "result")
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise InvalidPayload('JSON body must be an object with a "results" list')
+    return doc["results"]

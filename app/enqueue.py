@@ -1,0 +1,135 @@
+"""The hand-off from ingest to workers: durable inbox lanes drained by RQ jobs in batches.
+
+Why not one RQ job per report: a job costs ~5 ms in a worker and an `enqueue` per request
+costs ingest most of its speed; a campaign sends millions of reports in minutes. So:
+
+1. Ingest `push()`es validated items onto `inbox:<lane>` (a Redis list) in one MULTI/EXEC,
+   together with any quarantine record. The answer 200 is sent only after EXEC returns, i.e.
+   after Redis wrote it (AOF `appendfsync always` in our Redis configs).
+2. Each lane has at most one drain job at a time. Its lock `drain:<lane>` holds the job id;
+   whoever pushes to a lane with no lock takes the lock and enqueues the drain job (`kick`).
+3. The drain job `claim()`s up to BATCH_SIZE items by moving them to `batch:<lane>:<job id>`, applies
+   them, and deletes that key in the same transaction that writes their state. A job killed
+   mid-batch leaves the key; RQ re-runs the job (same id) and it applies the same batch again;
+   state writes are idempotent by event id, so nothing happens twice.
+4. When a job finds its lane owned by someone else, it `hand_back()`s its batch to the inbox.
+   A periodic sweep (workers/sweep.py) re-kicks idle lanes and hands back orphaned batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+
+from app.keys import BATCH, INBOX, LANE_LOCK, QUARANTINE, QUEUE_NAME
+
+BATCH_SIZE = 500
+LOCK_TTL = 60  # seconds; refreshed by every batch the owner applies
+DRAIN_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 30, 60, 120, 300, 600, 600])
+
+# Move up to ARGV[1] items from the inbox to the job's batch key, unless the job already holds
+# a batch (a re-run after a crash), in which case that batch is returned again.
+_CLAIM = """
+local held = redis.call('LRANGE', KEYS[2], 0, -1)
+if #held > 0 then return held end
+local items = redis.call('LPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+redis.call('RPUSH', KEYS[2], unpack(items))
+return items
+"""
+
+# Put a batch back at the head of its inbox, in order, and drop the batch key.
+_HAND_BACK = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
+redis.call('DEL', KEYS[1])
+return #items
+"""
+
+# Own the lane: already ours, or free and now taken.
+_OWN = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not owner then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end
+return 0
+"""
+
+# Release the lane if ours; then say whether work arrived meanwhile (the caller re-owns it).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('LLEN', KEYS[2])
+"""
+
+
+def drain_queue(r: Redis) -> Queue:
+    return Queue(QUEUE_NAME, connection=r)
+
+
+def push(
+    r: Redis, lanes: dict[int, list[bytes]], quarantine: bytes | None = None, quarantine_max: int = 10_000
+) -> None:
+    """Durably append items to their lanes (and a quarantine record) in one transaction,
+    then kick a drain job for every lane that has none. Raises redis errors to the caller."""
+    job_ids = {lane: uuid.uuid4().hex for lane in lanes}
+    pipe = r.pipeline(transaction=True)
+    for lane, items in lanes.items():
+        pipe.rpush(INBOX.format(lane=lane), *items)
+        pipe.set(LANE_LOCK.format(lane=lane), job_ids[lane], nx=True, ex=LOCK_TTL)
+    if quarantine is not None:
+        add_to_quarantine(pipe, quarantine, quarantine_max)
+    results = pipe.execute()
+    taken = [lane for lane, ok in zip(lanes, results[1 : 2 * len(lanes) : 2], strict=True) if ok]
+    for lane in taken:
+        enqueue_drain(r, lane, job_ids[lane])
+
+
+def add_to_quarantine(pipe: Pipeline, record: bytes, quarantine_max: int) -> None:
+    pipe.lpush(QUARANTINE, record)
+    pipe.ltrim(QUARANTINE, 0, quarantine_max - 1)
+
+
+def enqueue_drain(r: Redis, lane: int, job_id: str) -> None:
+    drain_queue(r).enqueue(
+        "workers.drain.run",
+        lane,
+        job_id=job_id,
+        retry=DRAIN_RETRY,
+        job_timeout=600,
+        result_ttl=0,
+        description=f"drain lane {lane}",
+    )
+
+
+def kick(r: Redis, lane: int) -> bool:
+    """Start a drain job for `lane` unless one owns it. True when a job was enqueued."""
+    job_id = uuid.uuid4().hex
+    if r.set(LANE_LOCK.format(lane=lane), job_id, nx=True, ex=LOCK_TTL):
+        enqueue_drain(r, lane, job_id)
+        return True
+    return False
+
+
+def own(r: Redis, lane: int, job_id: str) -> bool:
+    return bool(r.eval(_OWN, 1, LANE_LOCK.format(lane=lane), job_id, LOCK_TTL))
+
+
+def claim(r: Redis, lane: int, job_id: str, size: int = BATCH_SIZE) -> list[bytes]:
+    return r.eval(_CLAIM, 2, INBOX.format(lane=lane), BATCH.format(lane=lane, job_id=job_id), size)
+
+
+def hand_back(r: Redis, lane: int, job_id: str) -> int:
+    return r.eval(_HAND_BACK, 2, BATCH.format(lane=lane, job_id=job_id), INBOX.format(lane=lane))
+
+
+def release(r: Redis, lane: int, job_id: str) -> int:
+    """Give up the lane; returns how many items are waiting in it (to re-own and go on)."""
+    return r.eval(_RELEASE, 2, LANE_LOCK.format(lane=lane), INBOX.format(lane=lane), job_id)
+
+
+def encode(items: Iterable[dict]) -> list[bytes]:
+    return [orjson.dumps(item) for item in items]

@@ -1,0 +1,92 @@
+"""HTTP adapter for Infobip callbacks: one base view does auth, size, decode, validation,
+quarantine and the durable hand-off; each endpoint only names its parser (as anymail does).
+
+Answers (SPEC §2.3): 200 {"accepted": n, "rejected": [...]} once the accepted items are in
+Redis; 400 when nothing is valid; 401/403 auth; 405 method; 413 size; 415 media type; 503 with
+Retry-After when Redis cannot take the write (a RedisError from any step; see
+`app.answer_error`). Every rejected input is quarantined first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import ModuleType
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from flask.views import MethodView
+from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app import auth, dlr, enqueue, quarantine
+from app.clock import now_text
+from app.connection import get_redis
+from app.decode import decode_body
+from app.errors import InvalidPayload, ReceiverError
+from app.keys import lane_of
+
+bp = Blueprint("ingest", __name__, url_prefix="/infobip")
+
+
+class IngestView(MethodView):
+    """Base view. Subclasses set `kind` (event family) and `parser` (items + load)."""
+
+    kind: str
+    parser: ModuleType
+
+    def post(self) -> tuple[dict[str, Any], int]:
+        config = current_app.config
+        auth.check_ingest(request, config)
+        r = get_redis()
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            quarantine.keep(r, quarantine.record(request, "body too large"), config["QUARANTINE_MAX"])
+            raise
+        try:
+            raw_items = self.raw_items(body)
+        except ReceiverError as err:
+            entry = quarantine.record(request, err.message, err.details, body)
+            quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+            raise
+        accepted, rejected = self.validate(raw_items)
+        entry = quarantine.record(request, "invalid items", rejected, body) if rejected else None
+        if not accepted:
+            quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+            raise InvalidPayload("nothing valid in the body", rejected)
+        enqueue.push(r, self.lanes(accepted), entry, config["QUARANTINE_MAX"])
+        return {"accepted": len(accepted), "rejected": rejected}, 200
+
+    def raw_items(self, body: bytes) -> list[Any]:
+        kind, doc = decode_body(body, request.content_type)
+        found = self.parser.items(kind, doc)
+        if not found:
+            raise InvalidPayload("no items in the body")
+        return found
+
+    def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        accepted, rejected = [], []
+        for index, item in enumerate(raw_items):
+            try:
+                accepted.append(self.parser.load(item))
+            except ValidationError as err:
+                rejected.append({"index": index, "errors": err.messages})
+        return accepted, rejected
+
+    def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
+        """Envelope each item and group by lane, so one message always meets one drain job."""
+        received_at = now_text()
+        lanes = current_app.config["DRAIN_LANES"]
+        grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for data in accepted:
+            envelope = {"kind": self.kind, "receivedAt": received_at, "data": data}
+            grouped[lane_of(data["messageId"], lanes)].append(envelope)
+        return {lane: enqueue.encode(items) for lane, items in grouped.items()}
+
+
+class DeliveryReportView(IngestView):
+    kind = "dlr"
+    parser = dlr
+
+
+bp.add_url_rule("/dlr", view_func=DeliveryReportView.as_view("dlr"))

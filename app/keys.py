@@ -1,0 +1,32 @@
+"""Every Redis key the service uses, in one place, so the layout can be read at a glance.
+
+Ingest (web) writes `inbox:*` and `quarantine`; workers own everything else. The query API
+only reads. `docs/` and README describe the same layout in prose.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+QUEUE_NAME = "receiver"  # the RQ queue the drain jobs run on
+
+# Ingest -> worker hand-off. Items are spread over lanes by a stable key, so all reports of one
+# message meet in one lane and only one drain job at a time writes that message's state.
+INBOX = "inbox:{lane}"  # list of JSON items, RPUSHed by ingest
+LANE_LOCK = "drain:{lane}"  # value: id of the drain job that owns the lane
+BATCH = "batch:{lane}:{job_id}"  # items a drain job has claimed and not yet applied
+
+QUARANTINE = "quarantine"  # list of rejected inputs, newest first, capped
+
+MESSAGE = "msg:{message_id}"  # hash: hist (JSON list of reports), cur (index of current one)
+BULK = "bulk:{bulk_id}"  # hash: per-lane counters "<lane>:<field>"
+INDEX_ALL = "ix:msg"  # zset messageId -> first received (epoch seconds)
+INDEX_TO = "ix:msg:to:{to}"
+INDEX_BULK = "ix:msg:bulk:{bulk_id}"
+
+EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
+
+
+def lane_of(key: str, lanes: int) -> int:
+    """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
+    return zlib.crc32(key.encode()) % lanes

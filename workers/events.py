@@ -1,0 +1,33 @@
+"""Normalized events (SPEC §3): a stable id per source item, a type from a closed list."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from app.clock import now_text
+
+# The closed list of event types. Consumers subscribe to these (or `dlr.*`, `*`).
+DLR_FINAL = "dlr.final"
+DLR_INTERMEDIATE = "dlr.intermediate"
+MO_RECEIVED = "mo.received"
+EVENT_TYPES = (DLR_FINAL, DLR_INTERMEDIATE, MO_RECEIVED)
+
+
+def _digest(*parts: Any) -> str:
+    joined = "\x1f".join("" if p is None else str(p) for p in parts)
+    return "evt_" + hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32]
+
+
+def dlr_event_id(data: dict[str, Any]) -> str:
+    """Same (messageId, status id, error id, doneAt) -> same id, however often Infobip resends."""
+    status, error = data.get("status") or {}, data.get("error") or {}
+    return _digest("dlr", data["messageId"], status.get("id"), error.get("id"), data.get("doneAt"))
+
+
+def dlr_type(data: dict[str, Any]) -> str:
+    return DLR_FINAL if data.get("final") else DLR_INTERMEDIATE
+
+
+def build(event_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event_id, "type": event_type, "timestamp": now_text(), "data": data}
