@@ -28,7 +28,8 @@ def load() -> dict[str, Any]:
         "WEBHOOK_BASIC_PASSWORD": env.str("WEBHOOK_BASIC_PASSWORD", "") or None,
         "WEBHOOK_ALLOWED_IPS": env.list("WEBHOOK_ALLOWED_IPS", []),
         "TRUSTED_PROXIES": env.int("TRUSTED_PROXIES", 0),
-        "API_KEYS": env.list("API_KEYS", []),
+        # "k1, k2" is how people write a comma list: a key never starts or ends with a space.
+        "API_KEYS": [key.strip() for key in env.list("API_KEYS", []) if key.strip()],
         "ROUTES_FILE": env.str("ROUTES_FILE", "routes.yml"),
         "MO_URL_TEMPLATE": env.str("MO_URL_TEMPLATE", "") or None,
         "RETENTION_DAYS": env.int("RETENTION_DAYS", 7),

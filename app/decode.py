@@ -65,15 +65,25 @@ def _safe_parser_create(*args: Any, **kwargs: Any) -> Any:
 _SAFE_EXPAT = SimpleNamespace(ParserCreate=_safe_parser_create)
 
 
-def _empty_is_text(_path: Any, key: str, value: Any) -> tuple[str, Any]:
-    """An empty element (`<keyword />`) is an empty string, as SPEC §2.1 says, not None."""
+def _empty_is_text(_path: Any, key: str, value: Any) -> tuple[str, Any] | None:
+    """An empty element (`<keyword />`) is an empty string, as SPEC §2.1 says, not None.
+
+    Text is kept as sent (`<callbackData> a</callbackData>` is ' a', as in JSON), so the
+    indentation between child elements arrives as whitespace-only '#text' and is dropped here.
+    """
+    if key == "#text" and isinstance(value, str) and not value.strip():
+        return None
     return key, "" if value is None else value
 
 
 def parse_xml(body: bytes) -> dict[str, Any]:
     try:
         return xmltodict.parse(
-            body, expat=_SAFE_EXPAT, disable_entities=True, postprocessor=_empty_is_text
+            body,
+            expat=_SAFE_EXPAT,
+            disable_entities=True,
+            postprocessor=_empty_is_text,
+            strip_whitespace=False,
         )
     except (expat.ExpatError, ValueError) as err:
         raise InvalidPayload(f"invalid XML: {err}") from err

@@ -36,20 +36,51 @@ class InfobipDateTime(fields.Field):
         return parsed.astimezone(UTC)
 
 
+# Integers are stored as JSON by orjson, which refuses anything beyond 64 bits: such a value
+# must be a validation error (400), not a failure when the item is queued (500).
+_INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
+
+# Prices are written out in plain notation; '1e-999999999' would be a gigabyte of zeros. Infobip's
+# prices have 10 decimal places, so these bounds are generous.
+MAX_DECIMAL_PLACES = 20
+MAX_DECIMAL_DIGITS = 20
+
+
+def _plain_decimal(amount: Decimal) -> None:
+    """Refuse decimals whose plain text would be huge (see `decimal_text`)."""
+    if -amount.as_tuple().exponent > MAX_DECIMAL_PLACES or amount.adjusted() >= MAX_DECIMAL_DIGITS:
+        raise ValidationError(
+            f"At most {MAX_DECIMAL_DIGITS} integer digits and {MAX_DECIMAL_PLACES} decimal places."
+        )
+
+
+def _blank(value: Any) -> bool:
+    """'' or only whitespace: how XML writes an empty (possibly indented) element."""
+    return isinstance(value, str) and not value.strip()
+
+
 class _Open(Schema):
     class Meta:
         unknown = INCLUDE  # Infobip adds fields over time; keep them rather than reject
 
+    @pre_load
+    def blank_is_absent(self, item: Any, **_kwargs: Any) -> Any:
+        """An empty XML element inside price/status/error means "absent", as at the top level."""
+        if not isinstance(item, dict):
+            return item
+        typed = (fields.Number, fields.Boolean)
+        return {k: v for k, v in item.items() if not (_blank(v) and isinstance(self.fields.get(k), typed))}
+
 
 class Price(_Open):
-    pricePerMessage = fields.Decimal(allow_nan=False, allow_none=True)
+    pricePerMessage = fields.Decimal(allow_nan=False, allow_none=True, validate=_plain_decimal)
     currency = fields.String(allow_none=True)
 
 
 class Status(_Open):
-    groupId = fields.Integer(allow_none=True)
+    groupId = fields.Integer(allow_none=True, validate=_INT64)
     groupName = fields.String(allow_none=True)
-    id = fields.Integer(allow_none=True)
+    id = fields.Integer(allow_none=True, validate=_INT64)
     name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     action = fields.String(allow_none=True)
@@ -67,7 +98,7 @@ _FIELDS: dict[str, fields.Field] = {
     "text": fields.String(allow_none=True),
     "sentAt": InfobipDateTime(allow_none=True),
     "doneAt": InfobipDateTime(allow_none=True),
-    "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0)),
+    "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0, max=_INT64.max)),
     "mccMnc": fields.String(allow_none=True),
     "price": fields.Nested(Price, allow_none=True),
     "status": fields.Nested(Status, allow_none=True),
@@ -100,7 +131,7 @@ class DeliveryReport(Schema.from_dict(_FIELDS)):  # type: ignore[misc]
             for key in ("entityId", "applicationId"):
                 item.setdefault(key, platform.get(key))
         # An empty value of a number or object field (an empty XML element) means "absent".
-        return {k: v for k, v in item.items() if not (v == "" and k in _FIELDS and k not in _STRING_FIELDS)}
+        return {k: v for k, v in item.items() if not (_blank(v) and k in _FIELDS and k not in _STRING_FIELDS)}
 
 
 _SCHEMA = DeliveryReport()
