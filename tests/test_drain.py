@@ -1,0 +1,298 @@
+"""workers/drain.py and workers/sweep.py with the hand-off of app/enqueue.py: every item is
+applied exactly once, whatever happens to the job that drains it.
+
+Crashes are simulated at the points where a real job can die: after `own` + `claim` (the batch
+is claimed and not applied), after the batch was applied, and while another job owns the lane.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pytest
+from rq.job import Job
+
+from app import enqueue
+from app.keys import BATCH, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from tests.samples import envelopes, ids_in_lane, push, report
+from workers import drain, state, sweep
+
+LANE = 2
+
+
+def inbox(r, lane: int = LANE) -> list[str]:
+    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+
+
+def batch(r, job_id: str, lane: int = LANE) -> list[str]:
+    key = BATCH.format(lane=lane, job_id=job_id)
+    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(key, 0, -1)]
+
+
+def fill(r, count: int, lane: int = LANE) -> list[str]:
+    """Put `count` reports for distinct messages of `lane` into its inbox, without a drain job."""
+    ids = ids_in_lane(lane, count)
+    r.rpush(INBOX.format(lane=lane), *envelopes(*(report(m) for m in ids)))
+    return ids
+
+
+def assert_applied_once(r, ids: list[str]) -> None:
+    for message_id in ids:
+        found = state.get_message(r, message_id)
+        assert found is not None, message_id
+        assert len(found["history"]) == 1, message_id
+    assert r.xlen(EVENT_STREAM) == len(ids)
+    emitted = [orjson.loads(fields[b"event"])["data"]["messageId"] for _, fields in r.xrange(EVENT_STREAM)]
+    assert sorted(emitted) == sorted(ids)
+
+
+def assert_lane_idle(r, lane: int = LANE) -> None:
+    assert r.llen(INBOX.format(lane=lane)) == 0
+    assert r.keys(BATCH.format(lane=lane, job_id="*")) == []
+    assert r.get(LANE_LOCK.format(lane=lane)) is None
+
+
+# --- the normal path ------------------------------------------------------------------------
+
+
+def test_drain_applies_a_lane_and_releases_it(r):
+    ids = fill(r, 5)
+    assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_drain_counts_duplicates(r):
+    ids = fill(r, 3)
+    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[0]), report(ids[1])))
+    assert drain.drain(r, LANE, "job-1") == {"new": 3, "duplicate": 2}
+    assert_applied_once(r, ids)
+
+
+def test_drain_goes_on_over_several_batches(r, monkeypatch):
+    monkeypatch.setattr(enqueue.claim, "__defaults__", (2,))  # BATCH_SIZE 2, for this test
+    ids = fill(r, 7)
+    assert drain.drain(r, LANE, "job-1") == {"new": 7, "duplicate": 0}
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_ingest_kicks_one_job_per_lane(infobip, work, r):
+    ids = ids_in_lane(LANE, 3)
+    for message_id in ids:  # three requests, one lane: the first kicks, the others find it owned
+        assert infobip.dlr(push(report(message_id))).status_code == 200
+    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    assert r.llen(f"rq:queue:{QUEUE_NAME}") == 1
+    assert Job.fetch(job_id, connection=r).func_name == "workers.drain.run"
+    work()
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+# --- a job that died mid-batch --------------------------------------------------------------
+
+
+def test_rerun_of_a_job_that_died_after_claiming_applies_the_batch_once(r):
+    ids = fill(r, 5)
+    assert enqueue.own(r, LANE, "job-1")
+    assert len(enqueue.claim(r, LANE, "job-1")) == 5  # ... and the job was killed here
+    assert batch(r, "job-1") == ids and inbox(r) == []
+
+    assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}  # RQ re-runs the same id
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_rerun_applies_the_held_batch_first_then_the_rest(r):
+    ids = fill(r, 5)
+    enqueue.own(r, LANE, "job-1")
+    assert len(enqueue.claim(r, LANE, "job-1", size=2)) == 2
+    assert batch(r, "job-1") == ids[:2] and inbox(r) == ids[2:]
+    # a re-run's claim returns the held batch again, not new items
+    assert [orjson.loads(i)["data"]["messageId"] for i in enqueue.claim(r, LANE, "job-1")] == ids[:2]
+
+    assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}
+    assert_applied_once(r, ids)
+
+
+def test_rerun_with_real_rq(infobip, work, r):
+    """The job ingest enqueued dies after claiming; RQ runs the job with that id again."""
+    ids = ids_in_lane(LANE, 4)
+    assert infobip.dlr(push(*(report(m) for m in ids))).status_code == 200
+    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    assert enqueue.own(r, LANE, job_id)
+    enqueue.claim(r, LANE, job_id)
+    assert batch(r, job_id) == ids
+
+    work()
+
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_rerun_after_a_completed_batch_applies_nothing_twice(r):
+    ids = fill(r, 4)
+    assert drain.drain(r, LANE, "job-1") == {"new": 4, "duplicate": 0}
+    assert drain.drain(r, LANE, "job-1") == {}
+    assert_applied_once(r, ids)
+
+
+def test_job_that_died_after_applying_but_before_releasing(r):
+    ids = fill(r, 4)
+    enqueue.own(r, LANE, "job-1")
+    items = enqueue.claim(r, LANE, "job-1")
+    assert drain.apply_batch(r, LANE, "job-1", items, Counter())  # applied; then the job died
+    assert r.get(LANE_LOCK.format(lane=LANE)) == b"job-1"  # the lane is still held
+
+    assert drain.drain(r, LANE, "job-1") == {}
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_rerun_with_real_rq_after_a_completed_job(infobip, work, r):
+    ids = ids_in_lane(LANE, 3)
+    infobip.dlr(push(*(report(m) for m in ids)))
+    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    work()
+    enqueue.enqueue_drain(r, LANE, job_id)  # e.g. a retry RQ scheduled before the success landed
+    work()
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+# --- a lane owned by someone else -----------------------------------------------------------
+
+
+def test_job_that_finds_its_lane_owned_hands_its_batch_back(r):
+    ids = fill(r, 5)
+    enqueue.own(r, LANE, "job-old")
+    enqueue.claim(r, LANE, "job-old", size=3)
+    r.set(LANE_LOCK.format(lane=LANE), "job-new")  # the lock expired and another job took the lane
+
+    assert drain.drain(r, LANE, "job-old") == {"handedBack": 3}
+    assert batch(r, "job-old") == []
+    assert inbox(r) == ids  # back at the head, in their order
+    assert r.xlen(EVENT_STREAM) == 0
+
+    assert drain.drain(r, LANE, "job-new") == {"new": 5, "duplicate": 0}
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
+    ids = fill(r, 2)
+    enqueue.own(r, LANE, "job-1")
+    items = enqueue.claim(r, LANE, "job-1")
+    r.set(LANE_LOCK.format(lane=LANE), "job-2")
+    assert drain.apply_batch(r, LANE, "job-1", items, Counter()) is False
+    assert r.xlen(EVENT_STREAM) == 0
+    assert state.get_message(r, ids[0]) is None
+    assert batch(r, "job-1") == ids  # still claimed, for the hand-back
+
+
+def test_own_and_release(r):
+    lock = LANE_LOCK.format(lane=LANE)
+    assert enqueue.own(r, LANE, "a")
+    assert 0 < r.ttl(lock) <= enqueue.LOCK_TTL
+    assert enqueue.own(r, LANE, "a")  # already ours
+    assert not enqueue.own(r, LANE, "b")
+    assert enqueue.release(r, LANE, "b") == 0 and r.get(lock) == b"a"  # not b's to release
+    fill(r, 2)
+    assert enqueue.release(r, LANE, "a") == 2  # released; two items wait
+    assert r.get(lock) is None
+
+
+def test_hand_back_keeps_order_ahead_of_newer_items(r):
+    ids = fill(r, 4)
+    enqueue.claim(r, LANE, "job-1", size=2)
+    assert enqueue.hand_back(r, LANE, "job-1") == 2
+    assert inbox(r) == ids
+    assert enqueue.hand_back(r, LANE, "job-1") == 0
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+
+def test_sweep_hands_back_an_orphaned_batch_and_kicks_the_idle_lane(r, work):
+    ids = fill(r, 4)
+    enqueue.own(r, LANE, "ghost")  # a job id RQ never heard of
+    enqueue.claim(r, LANE, "ghost")
+    r.delete(LANE_LOCK.format(lane=LANE))  # its lock expired
+
+    done = sweep.sweep(r)
+    assert done["handedBack"] == 4 and done["kicked"] == 1
+    assert batch(r, "ghost") == [] and inbox(r) == ids
+
+    work()
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_sweep_kicks_a_lane_whose_kick_was_lost(r, work):
+    """Items were written but the enqueue failed (or the lock expired): the sweep starts a job."""
+    ids = fill(r, 3)
+    other = fill(r, 2, lane=0)
+    done = sweep.sweep(r)
+    assert done["kicked"] == 2 and "handedBack" not in done
+    work()
+    assert_applied_once(r, ids + other)
+
+
+def test_sweep_leaves_owned_lanes_and_live_jobs_alone(r, work):
+    ids = fill(r, 3)
+    enqueue.own(r, LANE, "live")
+    enqueue.claim(r, LANE, "live", size=2)
+    enqueue.enqueue_drain(r, LANE, "live")  # queued, not yet run
+
+    assert sweep.sweep(r).get("handedBack", 0) == 0
+    assert sweep.sweep(r).get("kicked", 0) == 0
+    assert batch(r, "live") == ids[:2]
+
+    work()  # the live job runs, applies its batch and the rest
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
+    """A job that finished (or failed for good) without applying its batch is not live."""
+    ids = ids_in_lane(LANE, 2)
+    infobip.dlr(push(report(ids[0])))
+    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    work()  # the job has finished
+    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[1])))
+    enqueue.own(r, LANE, job_id)
+    enqueue.claim(r, LANE, job_id)
+    r.delete(LANE_LOCK.format(lane=LANE))
+    assert sweep.sweep(r)["handedBack"] == 1
+    work()
+    assert_applied_once(r, ids)
+
+
+def test_sweep_as_an_rq_job(r, work):
+    ids = fill(r, 3)
+    enqueue.own(r, LANE, "ghost")
+    enqueue.claim(r, LANE, "ghost")
+    r.delete(LANE_LOCK.format(lane=LANE))
+    enqueue.drain_queue(r).enqueue("workers.sweep.run")
+    work()  # the sweep, then the drain job it kicked
+    assert_applied_once(r, ids)
+    assert_lane_idle(r)
+
+
+def test_sweep_trims_index_entries_older_than_retention(r):
+    r.zadd(INDEX_ALL, {"old": 1_000_000_000, "new": 4_000_000_000})
+    assert sweep.sweep(r)["expiredIndex"] == 1
+    assert r.zrange(INDEX_ALL, 0, -1) == [b"new"]
+
+
+@pytest.mark.parametrize("lanes_used", [1, 4])
+def test_nothing_is_lost_or_doubled_end_to_end(lanes_used, infobip, work, r):
+    ids = [m for lane in range(lanes_used) for m in ids_in_lane(lane, 5, prefix=f"e2e{lane}")]
+    for start in range(0, len(ids), 3):
+        infobip.dlr(push(*(report(m) for m in ids[start : start + 3])))
+    infobip.dlr(push(*(report(m) for m in ids)))  # and Infobip resends everything
+    work()
+    assert_applied_once(r, ids)
+    for lane in range(4):
+        assert_lane_idle(r, lane)
