@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import config
 from app.connection import make_client
 from app.errors import ReceiverError, StoreUnavailable
+from app.mo_template import Template
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.config.update(config.check(app.config))
     app.extensions["redis"] = make_client(app.config["REDIS_URL"])
+    template = app.config["MO_URL_TEMPLATE"]
+    app.extensions["mo_template"] = Template.parse(template) if template else Template.default()
     if app.config["TRUSTED_PROXIES"]:
         # request.remote_addr becomes the address exactly TRUSTED_PROXIES hops back.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]

@@ -18,7 +18,7 @@ from app.connection import get_redis
 from app.enqueue import drain_queue
 from app.errors import InvalidPayload, NotFound
 from app.keys import INBOX, QUEUE_NAME
-from workers import state
+from workers import inbound, state
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -60,6 +60,27 @@ def bulk(bulk_id: str) -> dict[str, Any]:
     if found is None:
         raise NotFound(f"no bulk {bulk_id!r}")
     return found
+
+
+@bp.get("/inbound/<message_id>")
+def inbound_message(message_id: str) -> dict[str, Any]:
+    found = inbound.get_inbound(get_redis(), message_id)
+    if found is None:
+        raise NotFound(f"no inbound message {message_id!r}")
+    return found
+
+
+@bp.get("/inbound")
+def inbound_messages() -> dict[str, Any]:
+    args = request.args
+    results = inbound.find_inbound(
+        get_redis(),
+        sender=args.get("from") or None,
+        to=args.get("to") or None,
+        keyword=args.get("keyword") or None,
+        limit=_limit_arg(),
+    )
+    return {"results": results}
 
 
 def _limit_arg(default: int = 50) -> int:

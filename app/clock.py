@@ -11,3 +11,8 @@ def utc_text(moment: datetime) -> str:
 
 def now_text() -> str:
     return utc_text(datetime.now(UTC))
+
+
+def epoch(text: str) -> float:
+    """Seconds since the epoch of a time written by `utc_text` (or any ISO 8601 with offset)."""
+    return datetime.fromisoformat(text).timestamp()

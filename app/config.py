@@ -33,6 +33,9 @@ def load() -> dict[str, Any]:
         "ROUTES_FILE": env.str("ROUTES_FILE", "routes.yml"),
         "MO_URL_TEMPLATE": env.str("MO_URL_TEMPLATE", "") or None,
         "RETENTION_DAYS": env.int("RETENTION_DAYS", 7),
+        # Parts of a long MO still missing after this many seconds are emitted as they are,
+        # flagged incomplete (30 minutes, as Kannel).
+        "MO_PARTS_TIMEOUT": env.int("MO_PARTS_TIMEOUT", 1800),
         "MAX_BODY_BYTES": env.int("MAX_BODY_BYTES", 1024 * 1024),
         "DRAIN_LANES": env.int("DRAIN_LANES", 4),
         "QUARANTINE_MAX": env.int("QUARANTINE_MAX", 10_000),
@@ -56,8 +59,9 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
         networks = [ipaddress.ip_network(c.strip(), strict=False) for c in config["WEBHOOK_ALLOWED_IPS"]]
     except ValueError as err:
         raise ConfigError(f"WEBHOOK_ALLOWED_IPS: {err}") from err
-    for name in ("TRUSTED_PROXIES", "RETENTION_DAYS", "MAX_BODY_BYTES", "DRAIN_LANES", "QUARANTINE_MAX"):
-        minimum = 0 if name == "TRUSTED_PROXIES" else 1
+    minimums = {"TRUSTED_PROXIES": 0, "RETENTION_DAYS": 1, "MAX_BODY_BYTES": 1, "DRAIN_LANES": 1,
+                "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1}
+    for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
     return {

@@ -178,6 +178,11 @@ def load(item: Any) -> dict[str, Any]:
     return data
 
 
+def lane_key(data: dict[str, Any]) -> str:
+    """All reports of one message meet in one lane (one writer per message's state)."""
+    return data["messageId"]
+
+
 def decimal_text(amount: Decimal) -> str:
     """Plain notation, never exponent: '0.0001000000', not '1.000000E-4'."""
     return format(amount, "f")

@@ -18,7 +18,7 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app import auth, dlr, enqueue, quarantine
+from app import auth, dlr, enqueue, mo, quarantine
 from app.clock import now_text
 from app.connection import get_redis
 from app.decode import decode_body
@@ -34,9 +34,13 @@ class IngestView(MethodView):
     kind: str
     parser: ModuleType
 
-    def post(self) -> tuple[dict[str, Any], int]:
+    def post(self, rest: str = "") -> tuple[dict[str, Any], int]:
+        auth.check_ingest(request, current_app.config)
+        return self.process()
+
+    def process(self) -> tuple[dict[str, Any], int]:
+        """Everything after auth: also what a quarantine replay runs again."""
         config = current_app.config
-        auth.check_ingest(request, config)
         r = get_redis()
         try:
             body = request.get_data(cache=False)
@@ -80,7 +84,7 @@ class IngestView(MethodView):
         grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for data in accepted:
             envelope = {"kind": self.kind, "receivedAt": received_at, "data": data}
-            grouped[lane_of(data["messageId"], lanes)].append(envelope)
+            grouped[lane_of(self.parser.lane_key(data), lanes)].append(envelope)
         return {lane: enqueue.encode(items) for lane, items in grouped.items()}
 
 
@@ -89,4 +93,26 @@ class DeliveryReportView(IngestView):
     parser = dlr
 
 
+class InboundView(IngestView):
+    """MO forwards: GET is Infobip's default, POST on request. Path placeholders of
+    MO_URL_TEMPLATE are read from what follows /infobip/mo/."""
+
+    kind = "mo"
+    parser = mo
+
+    def get(self, rest: str = "") -> tuple[dict[str, Any], int]:
+        return self.post(rest)
+
+    def raw_items(self, body: bytes) -> list[Any]:
+        template = current_app.extensions["mo_template"]
+        rest = (request.view_args or {}).get("rest", "")
+        found = mo.items(template, rest, request.args, request.content_type, body)
+        if not found:
+            raise InvalidPayload("no MO parameters in the request")
+        return found
+
+
 bp.add_url_rule("/dlr", view_func=DeliveryReportView.as_view("dlr"))
+inbound = InboundView.as_view("mo")
+bp.add_url_rule("/mo", view_func=inbound)
+bp.add_url_rule("/mo/<path:rest>", view_func=inbound)

@@ -24,6 +24,15 @@ INDEX_ALL = "ix:msg"  # zset messageId -> first received (epoch seconds)
 INDEX_TO = "ix:msg:to:{to}"
 INDEX_BULK = "ix:msg:bulk:{bulk_id}"
 
+INBOUND = "in:{message_id}"  # JSON of an inbound message's data (SPEC §3 MO form)
+INDEX_IN = "ix:in"  # zset messageId -> received (epoch seconds)
+INDEX_IN_FROM = "ix:in:from:{sender}"
+INDEX_IN_TO = "ix:in:to:{to}"
+INDEX_IN_KEYWORD = "ix:in:kw:{keyword}"
+PARTS = "parts:{key}"  # hash seq -> JSON part of a concatenated MO being reassembled
+PARTS_PENDING = "parts:pending"  # zset "<lane>|<key>" -> first part's arrival (epoch seconds)
+PART_SEEN = "part:{source_id}"  # marker: this part was received (drops resent parts)
+
 EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 
 

@@ -70,10 +70,9 @@ def test_drain_counts_duplicates(r):
     assert_applied_once(r, ids)
 
 
-def test_drain_goes_on_over_several_batches(r, monkeypatch):
-    monkeypatch.setattr(enqueue.claim, "__defaults__", (2,))  # BATCH_SIZE 2, for this test
+def test_drain_goes_on_over_several_batches(r):
     ids = fill(r, 7)
-    assert drain.drain(r, LANE, "job-1") == {"new": 7, "duplicate": 0}
+    assert drain.drain(r, LANE, "job-1", batch_size=2) == {"new": 7, "duplicate": 0}
     assert_applied_once(r, ids)
     assert_lane_idle(r)
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 from redis import Redis, WatchError
+from redis.client import Pipeline
 from rq import get_current_job
 
 from app import enqueue
 from app.keys import BATCH, EVENT_STREAM, LANE_LOCK
-from workers import events
+from workers.inbound import InboundState
 from workers.settings import settings
 from workers.state import DeliveryState
 
@@ -31,14 +32,14 @@ def run(lane: int) -> dict[str, int]:
     return drain(job.connection, lane, job.id)
 
 
-def drain(r: Redis, lane: int, job_id: str) -> dict[str, int]:
+def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE) -> dict[str, int]:
     """Apply batches until the lane is empty; returns counts of new and duplicate items."""
     totals: Counter[str] = Counter()
     if not enqueue.own(r, lane, job_id):
         totals["handedBack"] += enqueue.hand_back(r, lane, job_id)
         return dict(totals)
     while True:
-        items = enqueue.claim(r, lane, job_id)
+        items = enqueue.claim(r, lane, job_id, batch_size)
         if not items:
             if enqueue.release(r, lane, job_id) and enqueue.own(r, lane, job_id):
                 continue  # work arrived while we were releasing
@@ -50,6 +51,28 @@ def drain(r: Redis, lane: int, job_id: str) -> dict[str, int]:
     return dict(totals)
 
 
+class BatchState:
+    """The state stages of one batch, by item kind: delivery reports and inbound messages."""
+
+    def __init__(self, lane: int, cfg: dict[str, Any]) -> None:
+        self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
+        self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"])
+        self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound}
+
+    def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
+        for stage in (self.delivery, self.inbound):
+            mine = [e for e in envelopes if self.by_kind[e["kind"]] is stage]
+            if mine:
+                stage.load(r, mine)
+
+    def apply(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+        return self.by_kind[envelope["kind"]].apply(envelope)
+
+    def write(self, pipe: Pipeline) -> None:
+        self.delivery.write(pipe)
+        self.inbound.write(pipe)
+
+
 def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool:
     """Apply one claimed batch atomically. False when the lane is no longer ours."""
     cfg = settings()
@@ -59,9 +82,9 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         pipe.watch(lock)
         if pipe.get(lock) != job_id.encode():
             return False
-        state = DeliveryState(lane, cfg["RETENTION_SECONDS"])
-        state.load(r, [e["data"] for e in envelopes])
-        new_events = [event for e in envelopes if (event := _apply(state, e))]
+        state = BatchState(lane, cfg)
+        state.load(r, envelopes)
+        new_events = [event for envelope in envelopes if (event := state.apply(envelope))]
         pipe.multi()
         state.write(pipe)
         for event in new_events:
@@ -80,11 +103,3 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
     totals["new"] += len(new_events)
     totals["duplicate"] += len(envelopes) - len(new_events)
     return True
-
-
-def _apply(state: DeliveryState, envelope: dict[str, Any]) -> dict[str, Any] | None:
-    data = envelope["data"]
-    event_id = events.dlr_event_id(data)
-    if not state.apply(data, event_id, envelope["receivedAt"]):
-        return None
-    return events.build(event_id, events.dlr_type(data), data)

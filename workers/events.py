@@ -25,6 +25,11 @@ def dlr_event_id(data: dict[str, Any]) -> str:
     return _digest("dlr", data["messageId"], status.get("id"), error.get("id"), data.get("doneAt"))
 
 
+def mo_event_id(message_id: str) -> str:
+    """Inbound messages without an Infobip messageId get a derived one at ingest (app/mo.py)."""
+    return _digest("mo", message_id)
+
+
 def dlr_type(data: dict[str, Any]) -> str:
     return DLR_FINAL if data.get("final") else DLR_INTERMEDIATE
 

@@ -26,7 +26,9 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
+from app.clock import epoch
 from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_TO, MESSAGE
+from workers import events
 
 UNKNOWN_GROUP = "UNKNOWN"
 
@@ -83,14 +85,15 @@ class DeliveryState:
         self.changed_bulks: set[str] = set()
         self.indexed: list[tuple[str, float, dict[str, Any]]] = []
 
-    def load(self, r: Redis, reports: list[dict[str, Any]]) -> None:
+    def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
+        reports = [envelope["data"] for envelope in envelopes]
         ids = list(dict.fromkeys(report["messageId"] for report in reports))
         pipe = r.pipeline(transaction=False)
         for message_id in ids:
             pipe.hmget(MESSAGE.format(message_id=message_id), "hist", "cur")
         for message_id, (hist, cur) in zip(ids, pipe.execute(), strict=True):
             self.messages[message_id] = Message(orjson.loads(hist) if hist else [], _int(cur))
-        bulk_ids = {r["bulkId"] for r in reports if r.get("bulkId")}
+        bulk_ids = {report["bulkId"] for report in reports if report.get("bulkId")}
         bulk_ids |= {c[0] for m in self.messages.values() if (c := _contribution(m))}
         bulk_ids = sorted(bulk_ids)
         for bulk_id in bulk_ids:
@@ -98,14 +101,22 @@ class DeliveryState:
         for bulk_id, raw in zip(bulk_ids, pipe.execute(), strict=True):
             self.bulks[bulk_id] = _lane_fields(raw, self.lane)
 
-    def apply(self, data: dict[str, Any], event_id: str, received_at: str) -> bool:
+    def apply(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+        """Record one report; return its event, or None for a resend (nothing changes)."""
+        data = envelope["data"]
+        event_id = events.dlr_event_id(data)
+        if not self.record(data, event_id, envelope["receivedAt"]):
+            return None
+        return events.build(event_id, events.dlr_type(data), data)
+
+    def record(self, data: dict[str, Any], event_id: str, received_at: str) -> bool:
         """Record one report. False when it was seen before (a resend): nothing changes."""
         message = self.messages[data["messageId"]]
         if message.has(event_id):
             return False
         before = _contribution(message)
         if not message.hist:
-            self.indexed.append((data["messageId"], _epoch(received_at), data))
+            self.indexed.append((data["messageId"], epoch(received_at), data))
         message.hist.append({**data, "eventId": event_id, "receivedAt": received_at})
         if replaces(data, message.current):
             message.cur = len(message.hist) - 1
@@ -165,10 +176,6 @@ class DeliveryState:
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
 
 
 def _lane_fields(raw: dict[bytes, bytes], lane: int) -> dict[str, Any]:

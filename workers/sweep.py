@@ -4,6 +4,9 @@
   the items were written) gets one.
 - A claimed batch whose job is gone, failed for good or finished without applying it goes
   back to its inbox: RQ retries most crashed jobs itself; this catches the rest.
+- A long MO whose parts are still incomplete after `MO_PARTS_TIMEOUT` gets a flush item in
+  its lane; the drain job then emits the parts it has, flagged `incomplete` (workers/inbound.py).
+  Removing the pending entry and queueing the flush is one atomic step: one flush each.
 - Index entries older than the retention period are trimmed (message hashes expire alone).
 """
 
@@ -12,14 +15,22 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import orjson
 from redis import Redis
 from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from app import enqueue
-from app.keys import BATCH, INBOX, INDEX_ALL
+from app.clock import now_text
+from app.keys import BATCH, INBOX, INDEX_ALL, INDEX_IN, PARTS_PENDING
 from workers.settings import settings
+
+# Queue the flush only if this call removed the pending entry: one flush per reassembly.
+_FLUSH_ONCE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('RPUSH', KEYS[2], ARGV[2]) return 1 end
+return 0
+"""
 
 LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -38,9 +49,23 @@ def sweep(r: Redis) -> dict[str, int]:
     for lane in range(cfg["DRAIN_LANES"]):
         if r.llen(INBOX.format(lane=lane)) and enqueue.kick(r, lane):
             done["kicked"] += 1
+    done["flushed"] = flush_stale_parts(r, time.time() - cfg["MO_PARTS_TIMEOUT"])
     cutoff = time.time() - cfg["RETENTION_SECONDS"]
     done["expiredIndex"] = r.zremrangebyscore(INDEX_ALL, "-inf", cutoff)
+    done["expiredInbound"] = r.zremrangebyscore(INDEX_IN, "-inf", cutoff)
     return dict(done)
+
+
+def flush_stale_parts(r: Redis, started_before: float) -> int:
+    """Queue a flush for every reassembly that began before `started_before`."""
+    flushed = 0
+    for member in r.zrangebyscore(PARTS_PENDING, "-inf", started_before, start=0, num=1000):
+        lane, key = member.decode().split("|", 1)
+        envelope = {"kind": "mo.flush", "receivedAt": now_text(), "data": {"partsKey": key}}
+        inbox = INBOX.format(lane=lane)
+        flushed += r.eval(_FLUSH_ONCE, 2, PARTS_PENDING, inbox, member, orjson.dumps(envelope))
+        enqueue.kick(r, int(lane))
+    return flushed
 
 
 def _is_live(r: Redis, job_id: str) -> bool:
