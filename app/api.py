@@ -11,13 +11,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 from redis import RedisError
-from rq import Worker
+from rq import Queue, Worker
 
 from app import auth
 from app.connection import get_redis
-from app.enqueue import drain_queue
 from app.errors import InvalidPayload, NotFound
-from app.keys import INBOX, QUEUE_NAME
+from app.keys import DELIVERY_QUEUE, INBOX, QUEUE_NAME
 from workers import inbound, state
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -117,7 +116,7 @@ def readyz() -> tuple[dict[str, Any], int]:
         r.ping()
         workers = Worker.all(connection=r)
         inbox = sum(r.llen(INBOX.format(lane=n)) for n in range(current_app.config["DRAIN_LANES"]))
-        queued = drain_queue(r).count
+        queued = {name: Queue(name, connection=r).count for name in (QUEUE_NAME, DELIVERY_QUEUE)}
     except RedisError:
         return {"status": "unavailable", "redis": False}, 503
     ready = bool(workers)
@@ -127,6 +126,5 @@ def readyz() -> tuple[dict[str, Any], int]:
         "workers": len(workers),
         "inbox": inbox,
         "queuedJobs": queued,
-        "queue": QUEUE_NAME,
     }
     return body, 200 if ready else 503

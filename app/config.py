@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from environs import Env
@@ -16,6 +17,7 @@ from environs import Env
 from app.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_ROUTES_FILE = "routes.yml"  # used when present and ROUTES_FILE is not set
 
 
 def load() -> dict[str, Any]:
@@ -30,7 +32,7 @@ def load() -> dict[str, Any]:
         "TRUSTED_PROXIES": env.int("TRUSTED_PROXIES", 0),
         # "k1, k2" is how people write a comma list: a key never starts or ends with a space.
         "API_KEYS": [key.strip() for key in env.list("API_KEYS", []) if key.strip()],
-        "ROUTES_FILE": env.str("ROUTES_FILE", "routes.yml"),
+        "ROUTES_FILE": env.str("ROUTES_FILE", "") or None,
         "MO_URL_TEMPLATE": env.str("MO_URL_TEMPLATE", "") or None,
         "RETENTION_DAYS": env.int("RETENTION_DAYS", 7),
         # Parts of a long MO still missing after this many seconds are emitted as they are,
@@ -64,7 +66,11 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    routes_file = config["ROUTES_FILE"]
+    if routes_file and not Path(routes_file).is_file():
+        raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")
     return {
+        "ROUTES_PATH": routes_file or (DEFAULT_ROUTES_FILE if Path(DEFAULT_ROUTES_FILE).is_file() else None),
         "ALLOWED_NETWORKS": networks,
         "MAX_CONTENT_LENGTH": int(config["MAX_BODY_BYTES"]),
         "RETENTION_SECONDS": int(config["RETENTION_DAYS"]) * 86400,

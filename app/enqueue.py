@@ -14,19 +14,32 @@ costs ingest most of its speed; a campaign sends millions of reports in minutes.
    state writes are idempotent by event id, so nothing happens twice.
 4. When a job finds its lane owned by someone else, it `hand_back()`s its batch to the inbox.
    A periodic sweep (workers/sweep.py) re-kicks idle lanes and hands back orphaned batches.
+
+The same protocol, as a `Channel`, carries events from state to each consumer's outbox.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import orjson
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 
-from app.keys import BATCH, INBOX, LANE_LOCK, QUARANTINE, QUEUE_NAME
+from app.keys import (
+    BATCH_PREFIX,
+    DELIVERY_QUEUE,
+    INBOX,
+    LANE_LOCK,
+    OUTBOX,
+    OUTBOX_BATCH_PREFIX,
+    OUTBOX_LOCK,
+    QUARANTINE,
+    QUEUE_NAME,
+)
 
 BATCH_SIZE = 500
 LOCK_TTL = 60  # seconds; refreshed by every batch the owner applies
@@ -66,8 +79,75 @@ return redis.call('LLEN', KEYS[2])
 """
 
 
-def drain_queue(r: Redis) -> Queue:
-    return Queue(QUEUE_NAME, connection=r)
+@dataclass(frozen=True)
+class Channel:
+    """A list of work with at most one job at a time draining it (the protocol above).
+
+    Inbox lanes (ingest -> state) and consumer outboxes (state -> a consumer) are channels;
+    only the key names and the job differ.
+    """
+
+    inbox: str  # list of items waiting
+    lock: str  # value: id of the job that owns the channel
+    batch_prefix: str  # a job's claimed items live at "<batch_prefix>:<job id>"
+    job: str  # dotted path of the RQ job function; it takes `arg`
+    arg: int | str
+    queue: str
+
+    def batch(self, job_id: str) -> str:
+        return f"{self.batch_prefix}:{job_id}"
+
+    def enqueue_job(self, r: Redis, job_id: str) -> None:
+        Queue(self.queue, connection=r).enqueue(
+            self.job,
+            self.arg,
+            job_id=job_id,
+            retry=DRAIN_RETRY,
+            job_timeout=600,
+            result_ttl=0,
+            description=f"{self.job.rsplit('.', 1)[0]} {self.arg}",
+        )
+
+    def kick(self, r: Redis) -> bool:
+        """Start a job unless one owns the channel. True when a job was enqueued."""
+        job_id = uuid.uuid4().hex
+        if r.set(self.lock, job_id, nx=True, ex=LOCK_TTL):
+            self.enqueue_job(r, job_id)
+            return True
+        return False
+
+    def own(self, r: Redis, job_id: str) -> bool:
+        return bool(r.eval(_OWN, 1, self.lock, job_id, LOCK_TTL))
+
+    def claim(self, r: Redis, job_id: str, size: int = BATCH_SIZE) -> list[bytes]:
+        return r.eval(_CLAIM, 2, self.inbox, self.batch(job_id), size)
+
+    def hand_back(self, r: Redis, job_id: str) -> int:
+        return r.eval(_HAND_BACK, 2, self.batch(job_id), self.inbox)
+
+    def release(self, r: Redis, job_id: str) -> int:
+        """Give up the channel; returns how many items wait in it (to re-own and go on)."""
+        return r.eval(_RELEASE, 2, self.lock, self.inbox, job_id)
+
+
+def lane(number: int) -> Channel:
+    """Inbox lane `number`: ingest pushes, workers.drain applies to state."""
+    return Channel(INBOX.format(lane=number), LANE_LOCK.format(lane=number),
+                   BATCH_PREFIX.format(lane=number), "workers.drain.run", number, QUEUE_NAME)
+
+
+def outbox(consumer: str) -> Channel:
+    """A consumer's outbox: workers.fanout pushes, workers.deliver sends."""
+    return Channel(OUTBOX.format(consumer=consumer), OUTBOX_LOCK.format(consumer=consumer),
+                   OUTBOX_BATCH_PREFIX.format(consumer=consumer), "workers.deliver.run", consumer,
+                   DELIVERY_QUEUE)
+
+
+def channel_of_batch(key: str) -> tuple[Channel, str]:
+    """The channel and job id of a claimed-batch key (for the sweep's orphan search)."""
+    prefix, name, job_id = key.split(":")
+    channel = lane(int(name)) if prefix == BATCH_PREFIX.split(":")[0] else outbox(name)
+    return channel, job_id
 
 
 def push(
@@ -75,60 +155,23 @@ def push(
 ) -> None:
     """Durably append items to their lanes (and a quarantine record) in one transaction,
     then kick a drain job for every lane that has none. Raises redis errors to the caller."""
-    job_ids = {lane: uuid.uuid4().hex for lane in lanes}
+    channels = {number: lane(number) for number in lanes}
+    job_ids = {number: uuid.uuid4().hex for number in lanes}
     pipe = r.pipeline(transaction=True)
-    for lane, items in lanes.items():
-        pipe.rpush(INBOX.format(lane=lane), *items)
-        pipe.set(LANE_LOCK.format(lane=lane), job_ids[lane], nx=True, ex=LOCK_TTL)
+    for number, items in lanes.items():
+        pipe.rpush(channels[number].inbox, *items)
+        pipe.set(channels[number].lock, job_ids[number], nx=True, ex=LOCK_TTL)
     if quarantine is not None:
         add_to_quarantine(pipe, quarantine, quarantine_max)
     results = pipe.execute()
-    taken = [lane for lane, ok in zip(lanes, results[1 : 2 * len(lanes) : 2], strict=True) if ok]
-    for lane in taken:
-        enqueue_drain(r, lane, job_ids[lane])
+    for number, taken in zip(lanes, results[1 : 2 * len(lanes) : 2], strict=True):
+        if taken:
+            channels[number].enqueue_job(r, job_ids[number])
 
 
 def add_to_quarantine(pipe: Pipeline, record: bytes, quarantine_max: int) -> None:
     pipe.lpush(QUARANTINE, record)
     pipe.ltrim(QUARANTINE, 0, quarantine_max - 1)
-
-
-def enqueue_drain(r: Redis, lane: int, job_id: str) -> None:
-    drain_queue(r).enqueue(
-        "workers.drain.run",
-        lane,
-        job_id=job_id,
-        retry=DRAIN_RETRY,
-        job_timeout=600,
-        result_ttl=0,
-        description=f"drain lane {lane}",
-    )
-
-
-def kick(r: Redis, lane: int) -> bool:
-    """Start a drain job for `lane` unless one owns it. True when a job was enqueued."""
-    job_id = uuid.uuid4().hex
-    if r.set(LANE_LOCK.format(lane=lane), job_id, nx=True, ex=LOCK_TTL):
-        enqueue_drain(r, lane, job_id)
-        return True
-    return False
-
-
-def own(r: Redis, lane: int, job_id: str) -> bool:
-    return bool(r.eval(_OWN, 1, LANE_LOCK.format(lane=lane), job_id, LOCK_TTL))
-
-
-def claim(r: Redis, lane: int, job_id: str, size: int = BATCH_SIZE) -> list[bytes]:
-    return r.eval(_CLAIM, 2, INBOX.format(lane=lane), BATCH.format(lane=lane, job_id=job_id), size)
-
-
-def hand_back(r: Redis, lane: int, job_id: str) -> int:
-    return r.eval(_HAND_BACK, 2, BATCH.format(lane=lane, job_id=job_id), INBOX.format(lane=lane))
-
-
-def release(r: Redis, lane: int, job_id: str) -> int:
-    """Give up the lane; returns how many items are waiting in it (to re-own and go on)."""
-    return r.eval(_RELEASE, 2, LANE_LOCK.format(lane=lane), INBOX.format(lane=lane), job_id)
 
 
 def encode(items: Iterable[dict]) -> list[bytes]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import zlib
 
 QUEUE_NAME = "receiver"  # the RQ queue the drain jobs run on
+DELIVERY_QUEUE = "deliveries"  # the RQ queue of consumer deliveries: a slow consumer waits there
 
 # Ingest -> worker hand-off. Items are spread over lanes by a stable key, so all reports of one
 # message meet in one lane and only one drain job at a time writes that message's state.
 INBOX = "inbox:{lane}"  # list of JSON items, RPUSHed by ingest
 LANE_LOCK = "drain:{lane}"  # value: id of the drain job that owns the lane
-BATCH = "batch:{lane}:{job_id}"  # items a drain job has claimed and not yet applied
+BATCH_PREFIX = "batch:{lane}"  # + ":<job id>": items a drain job has claimed, not yet applied
 
 QUARANTINE = "quarantine"  # list of rejected inputs, newest first, capped
 
@@ -32,6 +33,15 @@ INDEX_IN_KEYWORD = "ix:in:kw:{keyword}"
 PARTS = "parts:{key}"  # hash seq -> JSON part of a concatenated MO being reassembled
 PARTS_PENDING = "parts:pending"  # zset "<lane>|<key>" -> first part's arrival (epoch seconds)
 PART_SEEN = "part:{source_id}"  # marker: this part was received (drops resent parts)
+
+# Fan-out, per consumer (the same hand-off as the lanes, see app/enqueue.py).
+OUTBOX = "out:{consumer}"  # list of deliveries due now
+OUTBOX_LOCK = "deliver:{consumer}"
+OUTBOX_BATCH_PREFIX = "dbatch:{consumer}"  # + ":<job id>"
+RETRIES = "retry:{consumer}"  # zset delivery -> due time (epoch seconds)
+DEAD_LETTERS = "dead:{consumer}"  # list of deliveries that ran out of attempts, newest first
+CONSUMER_STATS = "stats:{consumer}"  # hash: delivered, failedAttempts, deadLettered, ...
+MO_UNROUTED = "stats:mo:unrouted"  # count of MO that no route took (kept all the same)
 
 EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 

@@ -49,6 +49,14 @@ class Forward(Schema):
             return {k: v for k, v in item.items() if not (v == "" and k in ("datacoding", "esmclass"))}
         return item
 
+    @pre_load
+    def sender_without_plus(self, item: Any, **_kwargs: Any) -> Any:
+        """Infobip sends no '+'; some proxies add one. Cut before validation, so a sender of
+        only '+' is missing (400) rather than an empty `from`."""
+        if isinstance(item, dict) and isinstance(item.get("sender"), str):
+            return {**item, "sender": item["sender"].lstrip("+")}
+        return item
+
 
 class Pulled(Schema):
     """One message of Infobip's pull-shape push (seed "ПОЛУЧЕНИЕ ВХОДЯЩИХ СООБЩЕНИЙ – PULL")."""
@@ -61,7 +69,8 @@ class Pulled(Schema):
     cleanText = fields.String(allow_none=True)
     keyword = fields.String(allow_none=True)
     receivedAt = InfobipDateTime(allow_none=True)
-    smsCount = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    # Bounded to 64 bits: orjson cannot queue a bigger integer, and that must be a 400, not a 500.
+    smsCount = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**63 - 1))
     price = fields.Nested(Price, allow_none=True)
     callbackData = fields.String(allow_none=True)
 
@@ -106,7 +115,7 @@ def lane_key(data: dict[str, Any]) -> str:
 
 def _load_forward(item: dict[str, str]) -> dict[str, Any]:
     f = _FORWARD.load(item)
-    sender = f["sender"].lstrip("+")  # Infobip sends no '+'; some proxies add one
+    sender = f["sender"]
     coding, esm = f["datacoding"], f["esmclass"]
     warnings: list[str] = []
     concat, text, binary = None, f["text"], None
@@ -146,6 +155,8 @@ def _load_pulled(item: Any) -> dict[str, Any]:
     sender, to = item.get("from"), item.get("to")
     errors = {k: ["Not a valid string."] for k, v in (("from", sender), ("to", to))
               if v is not None and not isinstance(v, str)}
+    if isinstance(sender, str):
+        sender = sender.lstrip("+")  # before the check: a sender of only '+' is missing
     if not sender:
         errors.setdefault("from", ["Missing data for required field."])
     try:
@@ -156,10 +167,11 @@ def _load_pulled(item: Any) -> dict[str, Any]:
         raise ValidationError(errors)
     text = loaded["text"]
     keyword, clean = keyword_split(text)
-    if loaded.get("keyword"):  # Infobip's own keyword and cleanText win when it sends them
-        keyword, clean = loaded["keyword"].upper(), loaded.get("cleanText") or clean
+    own_keyword = (loaded.get("keyword") or "").strip()  # blank as XML may write it: not sent
+    if own_keyword:  # Infobip's own keyword and cleanText win when it sends them
+        keyword, clean = own_keyword.upper(), loaded.get("cleanText") or clean
     data: dict[str, Any] = {
-        "messageId": loaded["messageId"], "from": sender.lstrip("+"), "to": to, "text": text,
+        "messageId": loaded["messageId"], "from": sender, "to": to, "text": text,
         "cleanText": clean, "keyword": keyword,
         "receivedAt": utc_text(loaded["receivedAt"]) if loaded.get("receivedAt") else now_text(),
         "smsCount": loaded.get("smsCount") or 1, "dataCoding": None, "esmClass": None,
@@ -181,8 +193,13 @@ def _received_at(raw: str | None, warnings: list[str]) -> tuple[str, str | None]
     """Infobip's %datetime%, in UTC; arrival time (with a warning) when absent or unreadable."""
     if not raw:
         return now_text(), None
+    text = raw.strip()
+    if "T" not in text:
+        text = text.replace(" ", "T", 1)  # `2015-02-15 11:43:20`
+    # The '+' of an offset sent unencoded in a query arrives as a space: `...20.254 0100`.
+    text = text.replace(" ", "+")
     try:
-        parsed = datetime.fromisoformat(raw.strip().replace(" ", "T", 1))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         warnings.append(f"datetime {raw!r} is not ISO 8601; receivedAt is the arrival time")
         return now_text(), raw

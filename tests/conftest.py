@@ -17,7 +17,7 @@ import redis
 from rq import Queue, SimpleWorker
 
 from app import create_app
-from app.keys import QUEUE_NAME
+from app.keys import DELIVERY_QUEUE, QUEUE_NAME
 from tools.redis_server import EmbeddedRedis
 
 TOKEN = "tok-7f3a9c21e4b84d0c"
@@ -106,7 +106,8 @@ def api(client) -> Api:
 
 def run_workers(r: redis.Redis) -> None:
     """Execute every queued job (drains, sweeps) with a real RQ worker, then return."""
-    worker = SimpleWorker([Queue(QUEUE_NAME, connection=r)], connection=r)
+    queues = [Queue(name, connection=r) for name in (QUEUE_NAME, DELIVERY_QUEUE)]
+    worker = SimpleWorker(queues, connection=r)
     worker.work(burst=True)
 
 

@@ -11,10 +11,11 @@ from collections import Counter
 
 import orjson
 import pytest
+from rq import Queue
 from rq.job import Job
 
 from app import enqueue
-from app.keys import BATCH, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from app.keys import EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, state, sweep
 
@@ -26,7 +27,7 @@ def inbox(r, lane: int = LANE) -> list[str]:
 
 
 def batch(r, job_id: str, lane: int = LANE) -> list[str]:
-    key = BATCH.format(lane=lane, job_id=job_id)
+    key = enqueue.lane(lane).batch(job_id)
     return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(key, 0, -1)]
 
 
@@ -49,7 +50,7 @@ def assert_applied_once(r, ids: list[str]) -> None:
 
 def assert_lane_idle(r, lane: int = LANE) -> None:
     assert r.llen(INBOX.format(lane=lane)) == 0
-    assert r.keys(BATCH.format(lane=lane, job_id="*")) == []
+    assert r.keys(enqueue.lane(lane).batch("*")) == []
     assert r.get(LANE_LOCK.format(lane=lane)) is None
 
 
@@ -94,8 +95,8 @@ def test_ingest_kicks_one_job_per_lane(infobip, work, r):
 
 def test_rerun_of_a_job_that_died_after_claiming_applies_the_batch_once(r):
     ids = fill(r, 5)
-    assert enqueue.own(r, LANE, "job-1")
-    assert len(enqueue.claim(r, LANE, "job-1")) == 5  # ... and the job was killed here
+    assert enqueue.lane(LANE).own(r, "job-1")
+    assert len(enqueue.lane(LANE).claim(r, "job-1")) == 5  # ... and the job was killed here
     assert batch(r, "job-1") == ids and inbox(r) == []
 
     assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}  # RQ re-runs the same id
@@ -105,11 +106,11 @@ def test_rerun_of_a_job_that_died_after_claiming_applies_the_batch_once(r):
 
 def test_rerun_applies_the_held_batch_first_then_the_rest(r):
     ids = fill(r, 5)
-    enqueue.own(r, LANE, "job-1")
-    assert len(enqueue.claim(r, LANE, "job-1", size=2)) == 2
+    enqueue.lane(LANE).own(r, "job-1")
+    assert len(enqueue.lane(LANE).claim(r, "job-1", size=2)) == 2
     assert batch(r, "job-1") == ids[:2] and inbox(r) == ids[2:]
     # a re-run's claim returns the held batch again, not new items
-    assert [orjson.loads(i)["data"]["messageId"] for i in enqueue.claim(r, LANE, "job-1")] == ids[:2]
+    assert [orjson.loads(i)["data"]["messageId"] for i in enqueue.lane(LANE).claim(r, "job-1")] == ids[:2]
 
     assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}
     assert_applied_once(r, ids)
@@ -120,8 +121,8 @@ def test_rerun_with_real_rq(infobip, work, r):
     ids = ids_in_lane(LANE, 4)
     assert infobip.dlr(push(*(report(m) for m in ids))).status_code == 200
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
-    assert enqueue.own(r, LANE, job_id)
-    enqueue.claim(r, LANE, job_id)
+    assert enqueue.lane(LANE).own(r, job_id)
+    enqueue.lane(LANE).claim(r, job_id)
     assert batch(r, job_id) == ids
 
     work()
@@ -139,8 +140,8 @@ def test_rerun_after_a_completed_batch_applies_nothing_twice(r):
 
 def test_job_that_died_after_applying_but_before_releasing(r):
     ids = fill(r, 4)
-    enqueue.own(r, LANE, "job-1")
-    items = enqueue.claim(r, LANE, "job-1")
+    enqueue.lane(LANE).own(r, "job-1")
+    items = enqueue.lane(LANE).claim(r, "job-1")
     assert drain.apply_batch(r, LANE, "job-1", items, Counter())  # applied; then the job died
     assert r.get(LANE_LOCK.format(lane=LANE)) == b"job-1"  # the lane is still held
 
@@ -154,7 +155,7 @@ def test_rerun_with_real_rq_after_a_completed_job(infobip, work, r):
     infobip.dlr(push(*(report(m) for m in ids)))
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     work()
-    enqueue.enqueue_drain(r, LANE, job_id)  # e.g. a retry RQ scheduled before the success landed
+    enqueue.lane(LANE).enqueue_job(r, job_id)  # e.g. a retry RQ scheduled before the success landed
     work()
     assert_applied_once(r, ids)
     assert_lane_idle(r)
@@ -165,8 +166,8 @@ def test_rerun_with_real_rq_after_a_completed_job(infobip, work, r):
 
 def test_job_that_finds_its_lane_owned_hands_its_batch_back(r):
     ids = fill(r, 5)
-    enqueue.own(r, LANE, "job-old")
-    enqueue.claim(r, LANE, "job-old", size=3)
+    enqueue.lane(LANE).own(r, "job-old")
+    enqueue.lane(LANE).claim(r, "job-old", size=3)
     r.set(LANE_LOCK.format(lane=LANE), "job-new")  # the lock expired and another job took the lane
 
     assert drain.drain(r, LANE, "job-old") == {"handedBack": 3}
@@ -181,8 +182,8 @@ def test_job_that_finds_its_lane_owned_hands_its_batch_back(r):
 
 def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
     ids = fill(r, 2)
-    enqueue.own(r, LANE, "job-1")
-    items = enqueue.claim(r, LANE, "job-1")
+    enqueue.lane(LANE).own(r, "job-1")
+    items = enqueue.lane(LANE).claim(r, "job-1")
     r.set(LANE_LOCK.format(lane=LANE), "job-2")
     assert drain.apply_batch(r, LANE, "job-1", items, Counter()) is False
     assert r.xlen(EVENT_STREAM) == 0
@@ -192,22 +193,22 @@ def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
 
 def test_own_and_release(r):
     lock = LANE_LOCK.format(lane=LANE)
-    assert enqueue.own(r, LANE, "a")
+    assert enqueue.lane(LANE).own(r, "a")
     assert 0 < r.ttl(lock) <= enqueue.LOCK_TTL
-    assert enqueue.own(r, LANE, "a")  # already ours
-    assert not enqueue.own(r, LANE, "b")
-    assert enqueue.release(r, LANE, "b") == 0 and r.get(lock) == b"a"  # not b's to release
+    assert enqueue.lane(LANE).own(r, "a")  # already ours
+    assert not enqueue.lane(LANE).own(r, "b")
+    assert enqueue.lane(LANE).release(r, "b") == 0 and r.get(lock) == b"a"  # not b's to release
     fill(r, 2)
-    assert enqueue.release(r, LANE, "a") == 2  # released; two items wait
+    assert enqueue.lane(LANE).release(r, "a") == 2  # released; two items wait
     assert r.get(lock) is None
 
 
 def test_hand_back_keeps_order_ahead_of_newer_items(r):
     ids = fill(r, 4)
-    enqueue.claim(r, LANE, "job-1", size=2)
-    assert enqueue.hand_back(r, LANE, "job-1") == 2
+    enqueue.lane(LANE).claim(r, "job-1", size=2)
+    assert enqueue.lane(LANE).hand_back(r, "job-1") == 2
     assert inbox(r) == ids
-    assert enqueue.hand_back(r, LANE, "job-1") == 0
+    assert enqueue.lane(LANE).hand_back(r, "job-1") == 0
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -215,8 +216,8 @@ def test_hand_back_keeps_order_ahead_of_newer_items(r):
 
 def test_sweep_hands_back_an_orphaned_batch_and_kicks_the_idle_lane(r, work):
     ids = fill(r, 4)
-    enqueue.own(r, LANE, "ghost")  # a job id RQ never heard of
-    enqueue.claim(r, LANE, "ghost")
+    enqueue.lane(LANE).own(r, "ghost")  # a job id RQ never heard of
+    enqueue.lane(LANE).claim(r, "ghost")
     r.delete(LANE_LOCK.format(lane=LANE))  # its lock expired
 
     done = sweep.sweep(r)
@@ -240,9 +241,9 @@ def test_sweep_kicks_a_lane_whose_kick_was_lost(r, work):
 
 def test_sweep_leaves_owned_lanes_and_live_jobs_alone(r, work):
     ids = fill(r, 3)
-    enqueue.own(r, LANE, "live")
-    enqueue.claim(r, LANE, "live", size=2)
-    enqueue.enqueue_drain(r, LANE, "live")  # queued, not yet run
+    enqueue.lane(LANE).own(r, "live")
+    enqueue.lane(LANE).claim(r, "live", size=2)
+    enqueue.lane(LANE).enqueue_job(r, "live")  # queued, not yet run
 
     assert sweep.sweep(r).get("handedBack", 0) == 0
     assert sweep.sweep(r).get("kicked", 0) == 0
@@ -260,8 +261,8 @@ def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     work()  # the job has finished
     r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[1])))
-    enqueue.own(r, LANE, job_id)
-    enqueue.claim(r, LANE, job_id)
+    enqueue.lane(LANE).own(r, job_id)
+    enqueue.lane(LANE).claim(r, job_id)
     r.delete(LANE_LOCK.format(lane=LANE))
     assert sweep.sweep(r)["handedBack"] == 1
     work()
@@ -270,10 +271,10 @@ def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
 
 def test_sweep_as_an_rq_job(r, work):
     ids = fill(r, 3)
-    enqueue.own(r, LANE, "ghost")
-    enqueue.claim(r, LANE, "ghost")
+    enqueue.lane(LANE).own(r, "ghost")
+    enqueue.lane(LANE).claim(r, "ghost")
     r.delete(LANE_LOCK.format(lane=LANE))
-    enqueue.drain_queue(r).enqueue("workers.sweep.run")
+    Queue(QUEUE_NAME, connection=r).enqueue("workers.sweep.run")
     work()  # the sweep, then the drain job it kicked
     assert_applied_once(r, ids)
     assert_lane_idle(r)

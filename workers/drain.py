@@ -1,4 +1,4 @@
-"""The drain job: one inbox lane -> dedupe -> state -> event stream, a batch at a time.
+"""The drain job: one inbox lane -> dedupe -> state -> route -> sinks, a batch at a time.
 
 A plain function run by RQ (`workers.drain.run`). The hand-off protocol it follows (lane
 lock, claimed batch per job id, hand-back) is described in app/enqueue.py. Each batch is
@@ -19,9 +19,9 @@ from redis.client import Pipeline
 from rq import get_current_job
 
 from app import enqueue
-from app.keys import BATCH, EVENT_STREAM, LANE_LOCK
+from workers.fanout import Fanout
 from workers.inbound import InboundState
-from workers.settings import settings
+from workers.settings import routes, settings
 from workers.state import DeliveryState
 
 log = logging.getLogger(__name__)
@@ -35,17 +35,18 @@ def run(lane: int) -> dict[str, int]:
 def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE) -> dict[str, int]:
     """Apply batches until the lane is empty; returns counts of new and duplicate items."""
     totals: Counter[str] = Counter()
-    if not enqueue.own(r, lane, job_id):
-        totals["handedBack"] += enqueue.hand_back(r, lane, job_id)
+    channel = enqueue.lane(lane)
+    if not channel.own(r, job_id):
+        totals["handedBack"] += channel.hand_back(r, job_id)
         return dict(totals)
     while True:
-        items = enqueue.claim(r, lane, job_id, batch_size)
+        items = channel.claim(r, job_id, batch_size)
         if not items:
-            if enqueue.release(r, lane, job_id) and enqueue.own(r, lane, job_id):
+            if channel.release(r, job_id) and channel.own(r, job_id):
                 continue  # work arrived while we were releasing
             break
         if not apply_batch(r, lane, job_id, items, totals):
-            totals["handedBack"] += enqueue.hand_back(r, lane, job_id)
+            totals["handedBack"] += channel.hand_back(r, job_id)
             break
     log.info("drain lane %s job %s: %s", lane, job_id, dict(totals))
     return dict(totals)
@@ -54,9 +55,9 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
 class BatchState:
     """The state stages of one batch, by item kind: delivery reports and inbound messages."""
 
-    def __init__(self, lane: int, cfg: dict[str, Any]) -> None:
+    def __init__(self, lane: int, cfg: dict[str, Any], fanout: Fanout) -> None:
         self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
-        self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"])
+        self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
         self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound}
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
@@ -77,29 +78,25 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
     """Apply one claimed batch atomically. False when the lane is no longer ours."""
     cfg = settings()
     envelopes = [orjson.loads(item) for item in items]
-    lock = LANE_LOCK.format(lane=lane)
+    channel = enqueue.lane(lane)
+    fanout = Fanout(routes())
     with r.pipeline(transaction=True) as pipe:
-        pipe.watch(lock)
-        if pipe.get(lock) != job_id.encode():
+        pipe.watch(channel.lock)
+        if pipe.get(channel.lock) != job_id.encode():
             return False
-        state = BatchState(lane, cfg)
+        state = BatchState(lane, cfg, fanout)
         state.load(r, envelopes)
         new_events = [event for envelope in envelopes if (event := state.apply(envelope))]
         pipe.multi()
         state.write(pipe)
-        for event in new_events:
-            pipe.xadd(
-                EVENT_STREAM,
-                {"event": orjson.dumps(event)},
-                maxlen=cfg["EVENT_STREAM_MAXLEN"],
-                approximate=True,
-            )
-        pipe.delete(BATCH.format(lane=lane, job_id=job_id))
-        pipe.expire(lock, enqueue.LOCK_TTL)
+        fanout.emit(pipe, new_events)
+        pipe.delete(channel.batch(job_id))
+        pipe.expire(channel.lock, enqueue.LOCK_TTL)
         try:
             pipe.execute()
         except WatchError:
             return False
+    fanout.kick(r)
     totals["new"] += len(new_events)
     totals["duplicate"] += len(envelopes) - len(new_events)
     return True

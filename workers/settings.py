@@ -1,4 +1,5 @@
-"""Worker-side configuration: the same environment variables as the web tier (app.config)."""
+"""Worker-side configuration: the same environment variables as the web tier (app.config),
+and the routes file, read once per process (a worker restart picks up a changed file)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,22 @@ from functools import cache
 from typing import Any
 
 from app import config
+from workers.routes import Routes, load_routes
 
 
 @cache
 def settings() -> dict[str, Any]:
     loaded = config.load()
-    return {**loaded, "RETENTION_SECONDS": int(loaded["RETENTION_DAYS"]) * 86400}
+    return {**loaded, **config.check({**loaded, "DEV_MODE": True})}
+
+
+@cache
+def routes() -> Routes:
+    return load_configured_routes(settings())
+
+
+def load_configured_routes(cfg: dict[str, Any]) -> Routes:
+    """The routes file if there is one; else every event to the `sms-events` stream."""
+    if cfg["ROUTES_PATH"]:
+        return load_routes(cfg["ROUTES_PATH"])
+    return Routes.default(maxlen=cfg["EVENT_STREAM_MAXLEN"])

@@ -2,8 +2,10 @@
 
 - A lane with waiting items and no drain job (its lock expired, or an enqueue failed after
   the items were written) gets one.
-- A claimed batch whose job is gone, failed for good or finished without applying it goes
-  back to its inbox: RQ retries most crashed jobs itself; this catches the rest.
+- A claimed batch (of a lane or a consumer outbox) whose job is gone, failed for good or
+  finished without applying it goes back to its list: RQ retries most crashed jobs itself;
+  this catches the rest.
+- A consumer with deliveries waiting or retries due, and no delivery job, gets one.
 - A long MO whose parts are still incomplete after `MO_PARTS_TIMEOUT` gets a flush item in
   its lane; the drain job then emits the parts it has, flagged `incomplete` (workers/inbound.py).
   Removing the pending entry and queueing the flush is one atomic step: one flush each.
@@ -23,8 +25,8 @@ from rq.job import Job, JobStatus
 
 from app import enqueue
 from app.clock import now_text
-from app.keys import BATCH, INBOX, INDEX_ALL, INDEX_IN, PARTS_PENDING
-from workers.settings import settings
+from app.keys import INBOX, INDEX_ALL, INDEX_IN, PARTS_PENDING, RETRIES
+from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
 _FLUSH_ONCE = """
@@ -42,15 +44,23 @@ def run() -> dict[str, int]:
 def sweep(r: Redis) -> dict[str, int]:
     cfg = settings()
     done: Counter[str] = Counter()
-    for key in r.scan_iter(match=BATCH.format(lane="*", job_id="*"), count=1000):
-        _, lane, job_id = key.decode().split(":")
-        if not _is_live(r, job_id):
-            done["handedBack"] += enqueue.hand_back(r, int(lane), job_id)
+    for pattern in ("batch:*", "dbatch:*"):
+        for key in r.scan_iter(match=pattern, count=1000):
+            channel, job_id = enqueue.channel_of_batch(key.decode())
+            if not _is_live(r, job_id):
+                done["handedBack"] += channel.hand_back(r, job_id)
     for lane in range(cfg["DRAIN_LANES"]):
-        if r.llen(INBOX.format(lane=lane)) and enqueue.kick(r, lane):
+        channel = enqueue.lane(lane)
+        if r.llen(channel.inbox) and channel.kick(r):
             done["kicked"] += 1
-    done["flushed"] = flush_stale_parts(r, time.time() - cfg["MO_PARTS_TIMEOUT"])
-    cutoff = time.time() - cfg["RETENTION_SECONDS"]
+    now = time.time()
+    for consumer in routes().consumers.values():
+        channel = enqueue.outbox(consumer.name)
+        due = r.zrangebyscore(RETRIES.format(consumer=consumer.name), "-inf", now, start=0, num=1)
+        if consumer.kind == "http" and (due or r.llen(channel.inbox)) and channel.kick(r):
+            done["kickedDeliveries"] += 1
+    done["flushed"] = flush_stale_parts(r, now - cfg["MO_PARTS_TIMEOUT"])
+    cutoff = now - cfg["RETENTION_SECONDS"]
     done["expiredIndex"] = r.zremrangebyscore(INDEX_ALL, "-inf", cutoff)
     done["expiredInbound"] = r.zremrangebyscore(INDEX_IN, "-inf", cutoff)
     return dict(done)
@@ -64,7 +74,7 @@ def flush_stale_parts(r: Redis, started_before: float) -> int:
         envelope = {"kind": "mo.flush", "receivedAt": now_text(), "data": {"partsKey": key}}
         inbox = INBOX.format(lane=lane)
         flushed += r.eval(_FLUSH_ONCE, 2, PARTS_PENDING, inbox, member, orjson.dumps(envelope))
-        enqueue.kick(r, int(lane))
+        enqueue.lane(int(lane)).kick(r)
     return flushed
 
 

@@ -1,0 +1,146 @@
+"""Deliver events to one HTTP consumer: its outbox, its retries, its dead letters (SPEC §4).
+
+One job per consumer at a time (the outbox is a `Channel`, app/enqueue.py), on the
+`deliveries` queue, so a slow consumer only ever holds its own job. A claimed batch is sent
+in order over one keep-alive connection; then one transaction records every outcome and
+drops the batch. A job killed mid-batch leaves the batch claimed and its re-run sends it
+again: delivery is at least once, with the same `webhook-id`, which consumers dedupe on.
+
+- 2xx: delivered. 410: the consumer wants no more of it: dead-lettered at once.
+- anything else: retried after the consumer's schedule (Infobip's own by default), or the
+  answer's Retry-After if longer; after the last attempt, dead-lettered.
+- a transport failure (refused, timeout): the consumer is down, so the rest of the batch is
+  not tried now; it waits as long as the failed delivery, without spending attempts.
+- after TIME_BUDGET seconds the job gives the channel up and re-queues itself, behind the
+  other consumers' jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+from rq import get_current_job
+
+from app.clock import now_text
+from app.enqueue import LOCK_TTL, Channel, outbox
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES
+from workers import webhook
+from workers.routes import Consumer
+from workers.settings import routes
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+TIME_BUDGET = 20.0
+
+# Move retries that are due into the outbox.
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, item in ipairs(due) do redis.call('RPUSH', KEYS[2], item) end
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return #due
+"""
+
+
+def run(name: str) -> dict[str, int]:
+    job = get_current_job()
+    return deliver(job.connection, name, job.id)
+
+
+def deliver(
+    r: Redis, name: str, job_id: str, batch_size: int = BATCH_SIZE, budget: float = TIME_BUDGET
+) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    channel = outbox(name)
+    consumer = routes().consumers.get(name)
+    if consumer is None or consumer.kind != "http":
+        log.warning("no HTTP consumer %r in the routes file; its outbox waits", name)
+        return dict(totals)
+    if not channel.own(r, job_id):
+        totals["handedBack"] += channel.hand_back(r, job_id)
+        return dict(totals)
+    deadline = time.monotonic() + budget
+    while True:
+        promote_due(r, name, batch_size)
+        items = channel.claim(r, job_id, batch_size)
+        if not items:
+            if channel.release(r, job_id) and channel.own(r, job_id):
+                continue
+            break
+        send_batch(r, consumer, channel, job_id, items, deadline, totals)
+        if time.monotonic() > deadline:  # yield: a fresh job queues behind other consumers'
+            channel.release(r, job_id)
+            channel.kick(r)
+            break
+    log.info("deliver %s job %s: %s", consumer.target, job_id, dict(totals))
+    return dict(totals)
+
+
+def promote_due(r: Redis, name: str, limit: int) -> int:
+    return r.eval(_PROMOTE, 2, RETRIES.format(consumer=name), outbox(name).inbox, time.time(), limit)
+
+
+def send_batch(
+    r: Redis,
+    consumer: Consumer,
+    channel: Channel,
+    job_id: str,
+    items: list[bytes],
+    deadline: float,
+    totals: Counter[str],
+) -> None:
+    records = [orjson.loads(item) for item in items]
+    outcomes: list[webhook.Outcome] = []
+    for record in records:
+        if time.monotonic() > deadline or (outcomes and _down(outcomes[-1])):
+            break
+        r.expire(channel.lock, LOCK_TTL)  # a slow consumer must not lose us the channel
+        outcomes.append(webhook.attempt(consumer, record["id"], record["body"].encode()))
+    pipe = r.pipeline(transaction=True)
+    wait = None
+    for record, outcome in zip(records, outcomes, strict=False):
+        wait = _record(pipe, consumer, record, outcome, totals)
+    untried = [orjson.dumps(record) for record in records[len(outcomes) :]]
+    if untried and outcomes and _down(outcomes[-1]) and wait is not None:
+        pipe.zadd(RETRIES.format(consumer=consumer.name), dict.fromkeys(untried, time.time() + wait))
+    elif untried:
+        pipe.lpush(channel.inbox, *reversed(untried))  # back to the head, in order
+    pipe.delete(channel.batch(job_id))
+    pipe.execute()
+
+
+def _down(outcome: webhook.Outcome) -> bool:
+    """No HTTP answer at all: refused, timed out, unresolvable."""
+    return not outcome.delivered and outcome.status is None
+
+
+def _record(
+    pipe: Pipeline, consumer: Consumer, record: dict[str, Any], outcome: webhook.Outcome, totals: Counter[str]
+) -> float | None:
+    """Queue the effect of one attempt; return the wait before its retry, if any."""
+    stats = CONSUMER_STATS.format(consumer=consumer.name)
+    if outcome.delivered:
+        pipe.hincrby(stats, "delivered", 1)
+        totals["delivered"] += 1
+        return None
+    pipe.hincrby(stats, "failedAttempts", 1)
+    totals["failed"] += 1
+    failed = {**record, "lastError": outcome.error or f"HTTP {outcome.status}", "lastAttemptAt": now_text()}
+    wait = None if outcome.gone else webhook.next_delay(
+        consumer.retry_schedule, record["attempt"], outcome.retry_after
+    )
+    if wait is None:
+        failed["reason"] = "gone (410)" if outcome.gone else "retries exhausted"
+        pipe.lpush(DEAD_LETTERS.format(consumer=consumer.name), orjson.dumps(failed))
+        pipe.hincrby(stats, "deadLettered", 1)
+        totals["deadLettered"] += 1
+        return None
+    failed["attempt"] = record["attempt"] + 1
+    pipe.zadd(RETRIES.format(consumer=consumer.name), {orjson.dumps(failed): time.time() + wait})
+    return wait
