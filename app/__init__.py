@@ -20,6 +20,7 @@ from app import config
 from app.connection import make_client
 from app.errors import ReceiverError, StoreUnavailable
 from app.mo_template import Template
+from workers.settings import load_configured_routes
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # request.remote_addr becomes the address exactly TRUSTED_PROXIES hops back.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
 
-    from app import api, ingest
+    # Load the routes file now: a bad one must stop start-up, with its line in the message.
+    app.extensions["routes"] = load_configured_routes(app.config)
+
+    from app import admin, api, cli, ingest
 
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.health)
+    for command in cli.COMMANDS:
+        app.cli.add_command(command)
     app.register_error_handler(ReceiverError, answer_error)
     app.register_error_handler(HTTPException, answer_error)
     app.register_error_handler(Exception, answer_error)

@@ -48,7 +48,7 @@ def messages() -> dict[str, Any]:
         general_status=args.get("generalStatus") or None,
         sent_since=_date_arg("sentSince"),
         sent_until=_date_arg("sentUntil"),
-        limit=_limit_arg(),
+        limit=limit_arg(),
     )
     return {"results": results}
 
@@ -77,12 +77,12 @@ def inbound_messages() -> dict[str, Any]:
         sender=args.get("from") or None,
         to=args.get("to") or None,
         keyword=args.get("keyword") or None,
-        limit=_limit_arg(),
+        limit=limit_arg(),
     )
     return {"results": results}
 
 
-def _limit_arg(default: int = 50) -> int:
+def limit_arg(default: int = 50) -> int:
     raw = request.args.get("limit")
     if raw in (None, ""):
         return default

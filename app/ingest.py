@@ -22,8 +22,8 @@ from app import auth, dlr, enqueue, mo, quarantine
 from app.clock import now_text
 from app.connection import get_redis
 from app.decode import decode_body
-from app.errors import InvalidPayload, ReceiverError
-from app.keys import lane_of
+from app.errors import InvalidPayload, NotFound, ReceiverError
+from app.keys import QUARANTINE, lane_of
 
 bp = Blueprint("ingest", __name__, url_prefix="/infobip")
 
@@ -38,27 +38,33 @@ class IngestView(MethodView):
         auth.check_ingest(request, current_app.config)
         return self.process()
 
-    def process(self) -> tuple[dict[str, Any], int]:
-        """Everything after auth: also what a quarantine replay runs again."""
+    def process(self, keep_rejects: bool = True) -> tuple[dict[str, Any], int]:
+        """Everything after auth; also what a quarantine replay runs again (keep_rejects=False:
+        the entry being replayed is still there, it needs no twin)."""
         config = current_app.config
         r = get_redis()
+
+        def keep(entry: bytes | None) -> None:
+            if entry is not None and keep_rejects:
+                quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
-            quarantine.keep(r, quarantine.record(request, "body too large"), config["QUARANTINE_MAX"])
+            keep(quarantine.record(request, "body too large"))
             raise
         try:
             raw_items = self.raw_items(body)
         except ReceiverError as err:
-            entry = quarantine.record(request, err.message, err.details, body)
-            quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+            keep(quarantine.record(request, err.message, err.details, body))
             raise
         accepted, rejected = self.validate(raw_items)
         entry = quarantine.record(request, "invalid items", rejected, body) if rejected else None
         if not accepted:
-            quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+            keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
-        enqueue.push(r, self.lanes(accepted), entry, config["QUARANTINE_MAX"])
+        quarantine_max = config["QUARANTINE_MAX"]
+        enqueue.push(r, self.lanes(accepted), entry if keep_rejects else None, quarantine_max)
         return {"accepted": len(accepted), "rejected": rejected}, 200
 
     def raw_items(self, body: bytes) -> list[Any]:
@@ -110,6 +116,29 @@ class InboundView(IngestView):
         if not found:
             raise InvalidPayload("no MO parameters in the request")
         return found
+
+
+def replay(entry_id: str) -> dict[str, Any]:
+    """Run a quarantined request through its endpoint again, e.g. after a fix. It passed auth
+    when it came. Fully accepted now: it leaves the quarantine; otherwise it stays."""
+    r = get_redis()
+    found = quarantine.find(r, entry_id)
+    if found is None:
+        raise NotFound(f"no quarantine entry {entry_id!r}")
+    raw, entry = found
+    headers = {k: v for k, v in entry["headers"].items() if k.lower() not in ("content-length", "host")}
+    with current_app.test_request_context(
+        entry["path"], method=entry["method"], query_string=entry["query"], headers=headers,
+        data=quarantine.body_of(entry), environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
+    ):
+        view = current_app.view_functions[request.url_rule.endpoint].view_class()
+        try:
+            answer, _status = view.process(keep_rejects=False)
+        except ReceiverError as err:
+            return {"id": entry_id, "status": err.status, "error": err.message, "details": err.details}
+    if not answer["rejected"]:
+        r.lrem(QUARANTINE, 1, raw)
+    return {"id": entry_id, "status": 200, **answer}
 
 
 bp.add_url_rule("/dlr", view_func=DeliveryReportView.as_view("dlr"))

@@ -16,6 +16,7 @@ from redis import Redis
 
 from app.clock import now_text
 from app.enqueue import add_to_quarantine
+from app.keys import QUARANTINE
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-webhook-token"})
 SECRET_PARAMS = frozenset({"token"})
@@ -48,3 +49,22 @@ def keep(r: Redis, entry: bytes, quarantine_max: int) -> None:
     pipe = r.pipeline(transaction=True)
     add_to_quarantine(pipe, entry, quarantine_max)
     pipe.execute()
+
+
+def entries(r: Redis, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first."""
+    return [orjson.loads(raw) for raw in r.lrange(QUARANTINE, 0, limit - 1)]
+
+
+def find(r: Redis, entry_id: str) -> tuple[bytes, dict[str, Any]] | None:
+    for raw in r.lrange(QUARANTINE, 0, -1):
+        entry = orjson.loads(raw)
+        if entry["id"] == entry_id:
+            return raw, entry
+    return None
+
+
+def body_of(entry: dict[str, Any]) -> bytes:
+    if "bodyBase64" in entry:
+        return base64.b64decode(entry["bodyBase64"])
+    return (entry.get("body") or "").encode("utf-8")

@@ -1,0 +1,72 @@
+"""Dead letters and consumer figures, for the CLI (`flask dlq ...`) and /api (SPEC §4).
+
+A dead letter is a delivery that ran out of attempts (or got 410). Replaying one puts it back
+in its consumer's outbox with a fresh attempt count; the event and so its `webhook-id` are the
+same, so a consumer that did get it after all can tell.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from app.clock import epoch
+from app.enqueue import outbox
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, MO_UNROUTED, RETRIES
+from workers.routes import Routes
+
+RESET = ("lastError", "lastAttemptAt", "reason", "deadAt")
+
+
+def list_dead(r: Redis, consumer: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first."""
+    return [orjson.loads(raw) for raw in r.lrange(DEAD_LETTERS.format(consumer=consumer), 0, limit - 1)]
+
+
+def replay_dead(r: Redis, consumer: str, event_ids: set[str] | None = None) -> int:
+    """Move dead letters (all, or those of `event_ids`) back to the outbox; returns how many."""
+    key = DEAD_LETTERS.format(consumer=consumer)
+    channel = outbox(consumer)
+    pipe = r.pipeline(transaction=True)
+    moved = 0
+    for raw in r.lrange(key, 0, -1):
+        record = orjson.loads(raw)
+        if event_ids is not None and record["id"] not in event_ids:
+            continue
+        fresh = {k: v for k, v in record.items() if k not in RESET} | {"attempt": 0}
+        pipe.lrem(key, 1, raw)
+        pipe.rpush(channel.inbox, orjson.dumps(fresh))
+        moved += 1
+    if moved:
+        pipe.execute()
+        channel.kick(r)
+    return moved
+
+
+def consumer_figures(r: Redis, routes: Routes) -> dict[str, Any]:
+    """Per consumer: delivered, failed attempts, dead letters, pending and the oldest's age."""
+    figures: dict[str, Any] = {}
+    for consumer in routes.consumers.values():
+        if consumer.kind == "redis-stream":
+            figures[consumer.name] = {"kind": consumer.kind, "target": consumer.target,
+                                      "streamLength": r.xlen(consumer.stream)}
+            continue
+        raw_stats = r.hgetall(CONSUMER_STATS.format(consumer=consumer.name))
+        stats = {k.decode(): int(v) for k, v in raw_stats.items()}
+        channel = outbox(consumer.name)
+        waiting = r.lrange(channel.inbox, 0, 0) + r.zrange(RETRIES.format(consumer=consumer.name), 0, 999)
+        queued = [epoch(orjson.loads(raw)["queuedAt"]) for raw in waiting]
+        figures[consumer.name] = {
+            "kind": consumer.kind,
+            "target": consumer.target,
+            "delivered": stats.get("delivered", 0),
+            "failedAttempts": stats.get("failedAttempts", 0),
+            "deadLettered": stats.get("deadLettered", 0),
+            "deadLetters": r.llen(DEAD_LETTERS.format(consumer=consumer.name)),
+            "pending": r.llen(channel.inbox) + r.zcard(RETRIES.format(consumer=consumer.name)),
+            "oldestPendingSeconds": round(time.time() - min(queued), 3) if queued else None,
+        }
+    return {"consumers": figures, "moUnrouted": int(r.get(MO_UNROUTED) or 0)}
