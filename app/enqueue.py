@@ -42,7 +42,7 @@ from app.keys import (
 )
 
 BATCH_SIZE = 500
-LOCK_TTL = 60  # seconds; refreshed by every batch the owner applies
+LOCK_TTL = 30  # seconds; refreshed by every batch the owner applies (see workers/sweep.py)
 DRAIN_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 30, 60, 120, 300, 600, 600])
 
 # Move up to ARGV[1] items from the inbox to the job's batch key, unless the job already holds

@@ -100,7 +100,7 @@ def send_batch(
     for record in records:
         if time.monotonic() > deadline or (outcomes and _down(outcomes[-1])):
             break
-        r.expire(channel.lock, LOCK_TTL)  # a slow consumer must not lose us the channel
+        r.expire(channel.lock, LOCK_TTL + int(consumer.timeout))  # a slow consumer keeps the channel ours
         outcomes.append(webhook.attempt(consumer, record["id"], record["body"].encode()))
     pipe = r.pipeline(transaction=True)
     wait = None

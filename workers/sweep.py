@@ -2,9 +2,11 @@
 
 - A lane with waiting items and no drain job (its lock expired, or an enqueue failed after
   the items were written) gets one.
-- A claimed batch (of a lane or a consumer outbox) whose job is gone, failed for good or
-  finished without applying it goes back to its list: RQ retries most crashed jobs itself;
-  this catches the rest.
+- A claimed batch (of a lane or a consumer outbox) whose job no longer holds the channel's
+  lock goes back to its list. A working job refreshes its lock (LOCK_TTL) at every batch and
+  every delivery attempt, so a lock that lapsed means the job died (SIGKILL, lost host):
+  its batch is taken over within LOCK_TTL + the sweep interval, without waiting for RQ to
+  notice the dead worker. Handing back is always safe: applying is idempotent.
 - A consumer with deliveries waiting or retries due, and no delivery job, gets one.
 - A long MO whose parts are still incomplete after `MO_PARTS_TIMEOUT` gets a flush item in
   its lane; the drain job then emits the parts it has, flagged `incomplete` (workers/inbound.py).
@@ -20,8 +22,6 @@ from collections import Counter
 import orjson
 from redis import Redis
 from rq import get_current_job
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
 from app import enqueue
 from app.clock import now_text
@@ -34,8 +34,6 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('RPUSH', KEYS[2], A
 return 0
 """
 
-LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-
 
 def run() -> dict[str, int]:
     return sweep(get_current_job().connection)
@@ -47,7 +45,7 @@ def sweep(r: Redis) -> dict[str, int]:
     for pattern in ("batch:*", "dbatch:*"):
         for key in r.scan_iter(match=pattern, count=1000):
             channel, job_id = enqueue.channel_of_batch(key.decode())
-            if not _is_live(r, job_id):
+            if r.get(channel.lock) != job_id.encode():
                 done["handedBack"] += channel.hand_back(r, job_id)
     for lane in range(cfg["DRAIN_LANES"]):
         channel = enqueue.lane(lane)
@@ -78,8 +76,3 @@ def flush_stale_parts(r: Redis, started_before: float) -> int:
     return flushed
 
 
-def _is_live(r: Redis, job_id: str) -> bool:
-    try:
-        return Job.fetch(job_id, connection=r).get_status() in LIVE
-    except NoSuchJobError:
-        return False
