@@ -106,11 +106,16 @@ class InboundState:
         self.seen_parts[part["sourceId"]] = True
         key, seq = part["key"], part["seq"]
         parts = self.parts.setdefault(key, {})
-        if seq in parts or key in self.done_keys:
-            return None  # same part under another id; or a late part of a flushed message
+        if seq in parts:
+            return None  # the same part under another id
         stored = {k: v for k, v in data.items() if k != "part"}
         parts[seq] = stored
         self.new_parts.append((key, seq, stored, part["sourceId"]))
+        if key in self.done_keys:
+            # A part that missed the flush of its message in this same batch: emitted alone,
+            # flagged incomplete, rather than lost (in a later batch it would start a new
+            # reassembly and be flushed alone all the same).
+            return self._store({**stored, "incomplete": True})
         if len(parts) == 1:
             self.started_keys[key] = received_at
         if len(parts) >= part["total"]:
