@@ -1,7 +1,8 @@
 """SPEC §6: who may call the ingest endpoints and /api, and that secrets never leak.
 
-One suite, parametrized over INGEST_ENDPOINTS: an endpoint added later (the MO forward) gets
-every check by adding a line here.
+One suite, parametrized over INGEST_ENDPOINTS: an endpoint added later gets every check by
+adding a line here. A path may carry a query string (the MO forward by GET): `call` merges it
+with the query parameters a test adds (the token).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
@@ -20,12 +22,16 @@ from tests.conftest import API_KEY, BASIC_PASSWORD, BASIC_USER, SECRETS, TOKEN, 
 from tests.samples import raw
 from tools.redis_server import free_port
 
-# (method, path, a valid body, its content type)
+MO_PARAMS = "sender=38598123123&receiver=41793026727&text=KEY+Test+message&messageid=mo-sec-1"
+
+# (method, path with any query, a valid body, its content type)
 INGEST_ENDPOINTS = [
     ("POST", "/infobip/dlr", raw("notify_push.json"), "application/json"),
+    ("GET", f"/infobip/mo?{MO_PARAMS}", b"", None),  # Infobip's default MO forward
+    ("POST", "/infobip/mo", MO_PARAMS.encode(), "application/x-www-form-urlencoded"),
 ]
 
-ENDPOINT_IDS = [f"{method} {path}" for method, path, _, _ in INGEST_ENDPOINTS]
+ENDPOINT_IDS = [f"{method} {urlsplit(path).path}" for method, path, _, _ in INGEST_ENDPOINTS]
 endpoints = pytest.mark.parametrize(
     ("method", "path", "body", "content_type"), INGEST_ENDPOINTS, ids=ENDPOINT_IDS
 )
@@ -37,7 +43,9 @@ def call(client, method: str, path: str, body: bytes, content_type: str | None, 
     headers = kw.pop("headers", {})
     if content_type:
         headers["Content-Type"] = content_type
-    return client.open(path, method=method, data=body, headers=headers, **kw)
+    url = urlsplit(path)
+    query = [*parse_qsl(url.query), *kw.pop("query_string", {}).items()]
+    return client.open(url.path, method=method, data=body, headers=headers, query_string=query, **kw)
 
 
 # --- credentials ----------------------------------------------------------------------------
@@ -300,6 +308,7 @@ def test_secrets_never_reach_quarantine_for_oversized_bodies(
 ):
     caplog.set_level(logging.DEBUG)
     client = create_app({**config, "MAX_BODY_BYTES": 16}).test_client()
+    body = body.ljust(64)  # a GET forward has no body of its own
     resp = call(client, method, path, body, content_type, query_string={"token": TOKEN})
     assert resp.status_code == 413
     assert leaks(resp.get_data(as_text=True)) == []
