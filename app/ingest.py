@@ -143,5 +143,7 @@ def replay(entry_id: str) -> dict[str, Any]:
 
 bp.add_url_rule("/dlr", view_func=DeliveryReportView.as_view("dlr"))
 inbound = InboundView.as_view("mo")
-bp.add_url_rule("/mo", view_func=inbound)
+# `/infobip/mo/?sender=...` too: an MO URL pasted at Infobip with a trailing slash must not
+# turn every inbound message into a 404.
+bp.add_url_rule("/mo", view_func=inbound, strict_slashes=False)
 bp.add_url_rule("/mo/<path:rest>", view_func=inbound)

@@ -160,6 +160,16 @@ def test_get_on_a_sub_path_with_default_names(mo, work, api):
     assert inbound(api, "m-sub")["text"] == "hi"
 
 
+def test_trailing_slash_is_the_same_endpoint(mo, work, api):
+    """An MO URL pasted at Infobip as `.../infobip/mo/?sender=...` must not 404 every MO."""
+    mo.ok("/infobip/mo/", sender=SENDER, text="slash", messageid="m-slash")
+    assert mo.post(urlencode({"sender": SENDER, "text": "form", "messageid": "m-slash2"}), FORM,
+                   path="/infobip/mo/").status_code == 200
+    work()
+    assert inbound(api, "m-slash")["text"] == "slash"
+    assert inbound(api, "m-slash2")["text"] == "form"
+
+
 def test_unicode_get_with_bin(mo, work, api):
     mo.ok(sender="+" + SENDER, receiver=RECEIVER, bin=ucs2("Привет 👋 dünya"), datacoding="8",
           messageid="m-u")
@@ -418,6 +428,22 @@ def test_gsm_parts_with_extension_characters(mo, work, r):
               bin=udh8(5, 2, seq) + gsm[seq])
     work()
     assert the_one_message(r)["text"] == "Price = 10€ {A}"
+
+
+def test_binary_parts_are_joined_as_hex(mo, work, r):
+    for seq, body in ((2, "DDEEFF"), (1, "AABBCC")):
+        mo.ok(sender=SENDER, receiver=RECEIVER, datacoding="4", esmclass="64", bin=udh8(9, 2, seq) + body)
+    work()
+    data = the_one_message(r)
+    assert (data["text"], data["binary"], data["parts"], data["keyword"]) == (None, "aabbccddeeff", 2, "")
+
+
+def test_a_message_of_one_part_is_emitted_at_once(mo, work, r):
+    mo.ok(**part(1, total=1))
+    work()
+    data = the_one_message(r)
+    assert (data["text"], data["parts"], data["incomplete"]) == (LONG[0], 1, False)
+    assert_no_reassembly_left(r)
 
 
 def test_parts_of_different_senders_do_not_mix(mo, work, r):
