@@ -144,7 +144,10 @@ def _load_forward(item: dict[str, str]) -> dict[str, Any]:
     if concat:
         key = f"{sender}:{f['receiver'] or ''}:{concat.ref}"
         part_id = f["messageid"] or _derived_id(key, concat.seq, f["datetime"], f["bin"])
-        data["part"] = {"key": key, "seq": concat.seq, "total": concat.total, "sourceId": part_id}
+        # What marks a part as seen: with its number, so that parts Infobip sent under one
+        # messageid are not taken for resends of each other (the derived id has it already).
+        source_id = f"{part_id}:{concat.seq}" if f["messageid"] else part_id
+        data["part"] = {"key": key, "seq": concat.seq, "total": concat.total, "sourceId": source_id}
         data["messageId"] = part_id  # the whole message takes the id of its first part
     return data
 

@@ -394,6 +394,18 @@ def test_whole_message_takes_the_id_of_its_first_part(mo, work, api, r):
         assert api.get(f"/api/inbound/infobip-{seq}").status_code == 404
 
 
+def test_parts_that_share_one_infobip_message_id_are_all_kept(mo, work, api, r):
+    """Whether Infobip gives each part its own messageid or the message one id, no part is
+    taken for a resend of another: the part number tells them apart."""
+    for seq in (2, 1, 3, 2):
+        mo.ok(**part(seq, messageid="shared-1"))
+    work()
+    data = the_one_message(r)
+    assert (data["messageId"], data["text"], data["parts"]) == ("shared-1", "".join(LONG), 3)
+    assert inbound(api, "shared-1")["incomplete"] is False
+    assert_no_reassembly_left(r)
+
+
 def test_sixteen_bit_reference(mo, work, r):
     chunks = ["Sixteen-bit ", "reference"]
     for seq in (2, 1):

@@ -437,6 +437,14 @@ def test_concatenated_part_carries_what_the_worker_needs():
     assert forward(dict(args))["part"] == got["part"]  # a resent part has the same id
 
 
+def test_part_with_an_infobip_message_id_is_seen_by_id_and_part_number():
+    """Infobip may give the parts of one message one messageid: they must not look like resends."""
+    parts = [forward({"sender": "385", "receiver": "4179", "esmclass": "64", "messageid": "ib-1",
+                      "bin": udh8(7, 2, seq) + "41"}) for seq in (1, 2)]
+    assert [p["messageId"] for p in parts] == ["ib-1", "ib-1"]
+    assert [p["part"]["sourceId"] for p in parts] == ["ib-1:1", "ib-1:2"]
+
+
 def test_parts_of_one_message_share_a_key_and_differ_in_id():
     parts = [
         forward({"sender": "385", "receiver": "4179", "datacoding": "0", "esmclass": "64",
