@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app import ingest, quarantine
 from app.connection import get_redis
-from app.errors import ConfigError
+from app.errors import ConfigError, NotFound
 from workers import dlq
 from workers.routes import check_file
 
@@ -32,6 +32,7 @@ def _print(value: Any) -> None:
 
 @click.command("routes-check")
 @click.argument("path", required=False)
+@with_appcontext  # reads the configured path; AppGroup commands get this, plain ones must ask
 def routes_check(path: str | None) -> None:
     """Validate a routes file (default: the configured one) and say what it holds."""
     path = path or current_app.config["ROUTES_PATH"]
@@ -67,7 +68,18 @@ def quarantine_list(limit: int) -> None:
 @quarantine_cli.command("replay")
 @click.argument("entry_ids", nargs=-1, required=True)
 def quarantine_replay(entry_ids: tuple[str, ...]) -> None:
-    _print([ingest.replay(entry_id) for entry_id in entry_ids])
+    """Run quarantined requests through ingest again; fully accepted ones leave the quarantine."""
+    # A mistyped id is an error line and a non-zero exit, not a traceback, and does not stop
+    # the ids after it.
+    answers, missing = [], []
+    for entry_id in entry_ids:
+        try:
+            answers.append(ingest.replay(entry_id))
+        except NotFound as err:
+            missing.append(err.message)
+    _print(answers)
+    if missing:
+        raise click.ClickException("; ".join(missing))
 
 
 COMMANDS = (routes_check, dlq_cli, quarantine_cli)
