@@ -8,7 +8,8 @@ SimpleWorker in burst mode executes the queued drain jobs in this process.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,7 +19,9 @@ from rq import Queue, SimpleWorker
 
 from app import create_app
 from app.keys import DELIVERY_QUEUE, QUEUE_NAME
+from tests.consumers import ConsumerServer
 from tools.redis_server import EmbeddedRedis
+from workers import settings, webhook
 
 TOKEN = "tok-7f3a9c21e4b84d0c"
 BASIC_USER, BASIC_PASSWORD = "infobip", "pa55-w0rd-91c2"
@@ -98,6 +101,9 @@ class Api:
     def get(self, path: str, **params: Any):
         return self.client.get(path, query_string=params, headers={"Authorization": f"Bearer {API_KEY}"})
 
+    def post(self, path: str, body: Any = None):
+        return self.client.post(path, json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+
 
 @pytest.fixture
 def api(client) -> Api:
@@ -114,3 +120,48 @@ def run_workers(r: redis.Redis) -> None:
 @pytest.fixture
 def work(r: redis.Redis):
     return lambda: run_workers(r)
+
+
+# --- fan-out: a routes file and real HTTP consumers -----------------------------------------
+
+
+def clear_route_caches() -> None:
+    """Workers read ROUTES_FILE once per process (workers/settings.py): forget it."""
+    settings.settings.cache_clear()
+    settings.routes.cache_clear()
+
+
+class Service:
+    """An app started with a routes file; workers of this process read the same file."""
+
+    def __init__(self, app: Any, path: Path) -> None:
+        self.app = app
+        self.path = path
+        self.client = app.test_client()
+        self.infobip = Infobip(self.client)
+        self.api = Api(self.client)
+
+
+@pytest.fixture
+def use_routes(config: dict[str, Any], r: redis.Redis, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Service]]:
+    """`use_routes(yaml_text)`: write the routes file, point ROUTES_FILE (web and workers) at it."""
+
+    def make(text: str) -> Service:
+        path = tmp_path / "routes.yml"
+        path.write_text(text, encoding="utf-8")
+        monkeypatch.setenv("ROUTES_FILE", str(path))
+        clear_route_caches()
+        return Service(create_app({**config, "ROUTES_FILE": str(path)}), path)
+
+    clear_route_caches()
+    yield make
+    clear_route_caches()
+
+
+@pytest.fixture
+def consumer_server() -> Iterator[ConsumerServer]:
+    server = ConsumerServer().start()
+    yield server
+    server.close()
+    webhook.POOL.clear()  # close our keep-alive sockets to it
