@@ -207,6 +207,19 @@ def test_retry_after_seconds_is_honoured(crm, consumer_server, work, r, status):
     assert retries(r) == [] and figures(service)["pending"] == 0
 
 
+def test_retry_after_pauses_the_rest_of_the_batch(crm, consumer_server, work, r):
+    service = crm(retry_schedule="[0, 0]")
+    consumer_server.script("/crm", Answer(429, {"Retry-After": "300"}))
+    messages = post_reports(service, 3)
+    before = time.time()
+    work()
+    assert len(consumer_server.requests("/crm")) == 1  # asked to wait: the others were not sent
+    waiting = retries(r)
+    assert sorted(record["id"] for record, _ in waiting) == sorted(event_ids(service, messages))
+    assert all(due >= before + 300 for _, due in waiting)
+    assert sorted(record["attempt"] for record, _ in waiting) == [0, 0, 1]
+
+
 def test_retry_after_as_an_http_date(crm, consumer_server, work, r):
     service = crm(retry_schedule="[0]")
     before = time.time()

@@ -16,9 +16,11 @@ import pytest
 from flask import request
 
 from app import quarantine
+from app.enqueue import outbox
 from app.keys import QUARANTINE
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
+from workers import dlq
 
 
 @pytest.fixture
@@ -101,6 +103,19 @@ def test_replay_without_ids_replays_every_dead_letter(service, consumer_server, 
     work()
     assert consumer_server.delivered("/crm") == dict.fromkeys(ids, 1)
     assert service.api.post("/api/dlq/crm/replay").json == {"replayed": 0}  # nothing left
+
+
+def test_two_replays_racing_queue_each_dead_letter_once(service, consumer_server, work, r):
+    ids = kill(service, consumer_server, work, "m-1", "m-2")
+    # Both replays read the dead letters before either moved one: the move itself decides.
+    pairs = [part for raw in r.lrange("dead:crm", 0, -1) for part in (raw, raw)]
+    assert r.eval(dlq._MOVE, 2, "dead:crm", "out:crm", *pairs) == 2
+    assert r.eval(dlq._MOVE, 2, "dead:crm", "out:crm", *pairs) == 0
+    assert r.llen("out:crm") == 2
+    assert dlq.replay_dead(r, "crm") == 0
+    outbox("crm").kick(r)
+    work()
+    assert consumer_server.delivered("/crm") == dict.fromkeys(ids, 1)
 
 
 def test_replay_of_some_ids_leaves_the_others(service, consumer_server, work):

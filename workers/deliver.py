@@ -9,8 +9,9 @@ again: delivery is at least once, with the same `webhook-id`, which consumers de
 - 2xx: delivered. 410: the consumer wants no more of it: dead-lettered at once.
 - anything else: retried after the consumer's schedule (Infobip's own by default), or the
   answer's Retry-After if longer; after the last attempt, dead-lettered.
-- a transport failure (refused, timeout): the consumer is down, so the rest of the batch is
-  not tried now; it waits as long as the failed delivery, without spending attempts.
+- a transport failure (refused, timeout) or a Retry-After answer: the consumer is down or asked
+  for a pause, so the rest of the batch is not tried now; it waits as long as the failed
+  delivery, without spending attempts.
 - after TIME_BUDGET seconds the job gives the channel up and re-queues itself, behind the
   other consumers' jobs.
 """
@@ -98,7 +99,7 @@ def send_batch(
     records = [orjson.loads(item) for item in items]
     outcomes: list[webhook.Outcome] = []
     for record in records:
-        if time.monotonic() > deadline or (outcomes and _down(outcomes[-1])):
+        if time.monotonic() > deadline or (outcomes and _pause(outcomes[-1])):
             break
         r.expire(channel.lock, LOCK_TTL + int(consumer.timeout))  # a slow consumer keeps the channel ours
         outcomes.append(webhook.attempt(consumer, record["id"], record["body"].encode()))
@@ -107,7 +108,7 @@ def send_batch(
     for record, outcome in zip(records, outcomes, strict=False):
         wait = _record(pipe, consumer, record, outcome, totals)
     untried = [orjson.dumps(record) for record in records[len(outcomes) :]]
-    if untried and outcomes and _down(outcomes[-1]) and wait is not None:
+    if untried and outcomes and _pause(outcomes[-1]) and wait is not None:
         pipe.zadd(RETRIES.format(consumer=consumer.name), dict.fromkeys(untried, time.time() + wait))
     elif untried:
         pipe.lpush(channel.inbox, *reversed(untried))  # back to the head, in order
@@ -115,9 +116,10 @@ def send_batch(
     pipe.execute()
 
 
-def _down(outcome: webhook.Outcome) -> bool:
-    """No HTTP answer at all: refused, timed out, unresolvable."""
-    return not outcome.delivered and outcome.status is None
+def _pause(outcome: webhook.Outcome) -> bool:
+    """Stop sending this batch: no HTTP answer at all (refused, timed out, unresolvable), or
+    the consumer said when to come back (Retry-After). The rest waits as long as this one."""
+    return not outcome.delivered and (outcome.status is None or outcome.retry_after is not None)
 
 
 def _record(

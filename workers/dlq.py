@@ -20,6 +20,19 @@ from workers.routes import Routes
 
 RESET = ("lastError", "lastAttemptAt", "reason", "deadAt")
 
+# ARGV holds (dead letter, fresh delivery) pairs: each fresh one is queued only if its dead
+# letter was still there to remove.
+_MOVE = """
+local moved = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 
 def list_dead(r: Redis, consumer: str, limit: int = 50) -> list[dict[str, Any]]:
     """Newest first."""
@@ -27,21 +40,18 @@ def list_dead(r: Redis, consumer: str, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def replay_dead(r: Redis, consumer: str, event_ids: set[str] | None = None) -> int:
-    """Move dead letters (all, or those of `event_ids`) back to the outbox; returns how many."""
+    """Move dead letters (all, or those of `event_ids`) back to the outbox; returns how many.
+    Each move is atomic (removed from the list or nothing), so two replays never double-send."""
     key = DEAD_LETTERS.format(consumer=consumer)
     channel = outbox(consumer)
-    pipe = r.pipeline(transaction=True)
-    moved = 0
+    args: list[bytes] = []
     for raw in r.lrange(key, 0, -1):
         record = orjson.loads(raw)
-        if event_ids is not None and record["id"] not in event_ids:
-            continue
-        fresh = {k: v for k, v in record.items() if k not in RESET} | {"attempt": 0}
-        pipe.lrem(key, 1, raw)
-        pipe.rpush(channel.inbox, orjson.dumps(fresh))
-        moved += 1
+        if event_ids is None or record["id"] in event_ids:
+            fresh = {k: v for k, v in record.items() if k not in RESET} | {"attempt": 0}
+            args += [raw, orjson.dumps(fresh)]
+    moved = r.eval(_MOVE, 2, key, channel.inbox, *args) if args else 0
     if moved:
-        pipe.execute()
         channel.kick(r)
     return moved
 
