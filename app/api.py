@@ -11,12 +11,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 from redis import RedisError
-from rq import Queue, Worker
 
 from app import auth
+from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
-from app.keys import DELIVERY_QUEUE, INBOX, QUEUE_NAME
 from workers import inbound, state
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -111,20 +110,9 @@ def healthz() -> dict[str, Any]:
 @health.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
     """Ready to take traffic: Redis answers, a worker is alive; with the backlog."""
-    r = get_redis()
     try:
-        r.ping()
-        workers = Worker.all(connection=r)
-        inbox = sum(r.llen(INBOX.format(lane=n)) for n in range(current_app.config["DRAIN_LANES"]))
-        queued = {name: Queue(name, connection=r).count for name in (QUEUE_NAME, DELIVERY_QUEUE)}
+        waiting = backlog(get_redis(), current_app.config["DRAIN_LANES"])
     except RedisError:
         return {"status": "unavailable", "redis": False}, 503
-    ready = bool(workers)
-    body = {
-        "status": "ok" if ready else "no workers",
-        "redis": True,
-        "workers": len(workers),
-        "inbox": inbox,
-        "queuedJobs": queued,
-    }
-    return body, 200 if ready else 503
+    ready = waiting["workers"] > 0
+    return {"status": "ok" if ready else "no workers", "redis": True, **waiting}, 200 if ready else 503

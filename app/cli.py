@@ -5,21 +5,28 @@
     flask dlq replay CONSUMER [--id EVT]...   deliver again (all, or the given event ids)
     flask quarantine list [--limit N]    rejected inputs, newest first
     flask quarantine replay ID...        run quarantined requests through ingest again
+    flask stats                          queue depths, consumer health, recent bulks
+    flask simulate [--messages N ...]    realistic Infobip traffic against a running instance
+
+`python -m workers.routes FILE` checks a routes file without starting the app (for when the
+configured one is broken and `flask` itself cannot start).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app import ingest, quarantine
+from app import ingest, quarantine, simulate
+from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import ConfigError, NotFound
-from workers import dlq
+from workers import dlq, state
 from workers.routes import check_file
 
 dlq_cli = AppGroup("dlq", help="Dead letters: deliveries that ran out of attempts.")
@@ -82,4 +89,47 @@ def quarantine_replay(entry_ids: tuple[str, ...]) -> None:
         raise click.ClickException("; ".join(missing))
 
 
-COMMANDS = (routes_check, dlq_cli, quarantine_cli)
+@click.command("stats")
+@click.option("--bulks", default=5, show_default=True, help="how many recently active bulks to show")
+@with_appcontext
+def stats(bulks: int) -> None:
+    """Queue depths, worker count, consumer health and recent bulk summaries, as JSON."""
+    r = get_redis()
+    _print({
+        "backlog": backlog(r, current_app.config["DRAIN_LANES"]),
+        **dlq.consumer_figures(r, current_app.extensions["routes"]),
+        "recentBulks": state.recent_bulks(r, bulks),
+    })
+
+
+@click.command("simulate")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="the running instance")
+@click.option("--token", envvar="WEBHOOK_TOKEN", required=True, help="ingest token (default: $WEBHOOK_TOKEN)")
+@click.option("--messages", default=1000, show_default=True, help="messages in the campaign (DLRs)")
+@click.option("--bucket", default=100, show_default=True, help="reports per request (maxBucketSize)")
+@click.option("--intermediate", default=0.2, show_default=True,
+              help="share of messages with an intermediate report")
+@click.option("--xml", default=0.2, show_default=True, help="share of buckets sent as XML")
+@click.option("--resend", default=0.05, show_default=True, help="share of buckets Infobip sends twice")
+@click.option("--mo", default=50, show_default=True, help="inbound messages")
+@click.option("--long", "long_ratio", default=0.2, show_default=True, help="share of MO sent as 3 UDH parts")
+@click.option("--rate", default=50.0, show_default=True, help="requests per second")
+@click.option("--retry-scale", default=1 / 60, show_default=True,
+              help="Infobip's retry waits are minutes; scale them (1/60: a minute becomes a second)")
+def simulate_command(url: str, token: str, messages: int, bucket: int, intermediate: float, xml: float,
+                     resend: float, mo: int, long_ratio: float, rate: float, retry_scale: float) -> None:
+    """Push realistic Infobip traffic at a running instance and print a summary."""
+    calls = [*simulate.campaign(messages, bucket, intermediate, xml, resend),
+             *simulate.inbound(mo, long_ratio)]
+    sender = simulate.Sender(url, token, rate, retry_scale)
+    started = time.monotonic()
+    with click.progressbar(calls, label=f"{len(calls)} requests to {url}") as bar:
+        for call in bar:
+            sender.send(call)
+    counts = sender.close()
+    elapsed = time.monotonic() - started
+    _print({"requests": len(calls), "seconds": round(elapsed, 2),
+            "requestsPerSecond": round(len(calls) / elapsed, 1), "answers": dict(sorted(counts.items()))})
+
+
+COMMANDS = (routes_check, dlq_cli, quarantine_cli, stats, simulate_command)

@@ -24,6 +24,7 @@ BULK = "bulk:{bulk_id}"  # hash: per-lane counters "<lane>:<field>"
 INDEX_ALL = "ix:msg"  # zset messageId -> first received (epoch seconds)
 INDEX_TO = "ix:msg:to:{to}"
 INDEX_BULK = "ix:msg:bulk:{bulk_id}"
+INDEX_BULKS = "ix:bulks"  # zset bulkId -> last change (epoch seconds)
 
 INBOUND = "in:{message_id}"  # JSON of an inbound message's data (SPEC §3 MO form)
 INDEX_IN = "ix:in"  # zset messageId -> received (epoch seconds)

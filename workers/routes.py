@@ -394,3 +394,14 @@ def consumers_for(routes: Routes, event_type: str, route: MoRoute | None) -> lis
     """Subscribers of the type plus the MO route's consumers: each once, in file order."""
     named = set(route.consumers) if route else set()
     return [c for c in routes.consumers.values() if c.name in named or _subscribed(c.events, event_type)]
+
+
+if __name__ == "__main__":  # `python -m workers.routes FILE`: check a file without starting the app
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m workers.routes FILE")
+    try:
+        print(check_file(sys.argv[1]))
+    except (ConfigError, OSError) as err:
+        sys.exit(f"routes check failed: {getattr(err, 'message', err)}")

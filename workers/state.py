@@ -16,6 +16,7 @@ the price of its latest priced report.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from app.clock import epoch
-from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_TO, MESSAGE
+from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_BULKS, INDEX_TO, MESSAGE
 from workers import events
 
 UNKNOWN_GROUP = "UNKNOWN"
@@ -163,6 +164,9 @@ class DeliveryState:
             fields = self.bulks[bulk_id]
             pipe.hset(key, mapping={f"{self.lane}:{k}": str(v) for k, v in fields.items()})
             pipe.expire(key, self.retention)
+        if self.changed_bulks:  # recently active bulks, for `flask stats`
+            pipe.zadd(INDEX_BULKS, dict.fromkeys(self.changed_bulks, time.time()))
+            pipe.expire(INDEX_BULKS, self.retention)
         for message_id, score, data in self.indexed:
             keys = [INDEX_ALL]
             if data.get("to"):
@@ -241,6 +245,12 @@ def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
         "firstSentAt": min(first, default=None),
         "lastDoneAt": max(last, default=None),
     }
+
+
+def recent_bulks(r: Redis, limit: int = 10) -> list[dict[str, Any]]:
+    """The bulks that changed last, with their totals."""
+    found = (get_bulk(r, b.decode()) for b in r.zrevrange(INDEX_BULKS, 0, limit - 1))
+    return [bulk for bulk in found if bulk]
 
 
 def find_messages(

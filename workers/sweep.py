@@ -25,7 +25,7 @@ from rq import get_current_job
 
 from app import enqueue
 from app.clock import now_text
-from app.keys import INBOX, INDEX_ALL, INDEX_IN, PARTS_PENDING, RETRIES
+from app.keys import INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
 from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
@@ -60,6 +60,7 @@ def sweep(r: Redis) -> dict[str, int]:
     done["flushed"] = flush_stale_parts(r, now - cfg["MO_PARTS_TIMEOUT"])
     cutoff = now - cfg["RETENTION_SECONDS"]
     done["expiredIndex"] = r.zremrangebyscore(INDEX_ALL, "-inf", cutoff)
+    r.zremrangebyscore(INDEX_BULKS, "-inf", cutoff)
     done["expiredInbound"] = r.zremrangebyscore(INDEX_IN, "-inf", cutoff)
     return dict(done)
 
