@@ -19,6 +19,10 @@ from app.errors import InvalidPayload, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "text/json")
 XML_TYPES = ("application/xml", "text/xml")
+# Infobip's documents are 4 levels deep. Unknown fields are kept (SPEC §2.1), and orjson refuses
+# to write anything nested over 255 levels: without a bound, a deep extra field was a 500 when
+# the accepted item was queued.
+MAX_DEPTH = 32
 
 
 def media_kind(content_type: str | None, body: bytes) -> str:
@@ -41,7 +45,22 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[str, Any]:
     if not body.strip():
         raise InvalidPayload("empty body")
     kind = media_kind(content_type, body)
-    return kind, (parse_json(body) if kind == "json" else parse_xml(body))
+    doc = parse_json(body) if kind == "json" else parse_xml(body)
+    check_depth(doc)
+    return kind, doc
+
+
+def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse documents nested deeper than `limit` lists/objects. Iterative: XML has no depth limit."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise InvalidPayload(f"document nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def parse_json(body: bytes) -> Any:
