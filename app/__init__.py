@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Request, Response, jsonify
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -24,9 +25,27 @@ from workers.settings import load_configured_routes
 
 log = logging.getLogger(__name__)
 
+# Every printable ASCII byte stays as sent ('%' too: escapes are decoded as before).
+_QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+class ReceiverRequest(Request):
+    """Werkzeug decodes the raw query string as strict UTF-8 (`request.args`, `full_path`), so a
+    non-UTF-8 byte sent unescaped (`?text=` and a raw 0x80, which proxies pass on) raised a 500 in auth,
+    before the request could even be quarantined. Such bytes are percent-escaped on arrival;
+    werkzeug then keeps them escaped in the values, exactly as it does for a sent `%80`."""
+
+    def __init__(self, environ: dict[str, Any], populate_request: bool = True, shallow: bool = False) -> None:
+        super().__init__(environ, populate_request, shallow)
+        try:
+            self.query_string.decode()
+        except UnicodeDecodeError:
+            self.query_string = quote(self.query_string, safe=_QUERY_SAFE).encode("ascii")
+
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    app.request_class = ReceiverRequest
     app.config.from_mapping(config.load())
     if test_config:
         app.config.update(test_config)
