@@ -17,6 +17,7 @@ from flask import Blueprint, current_app, request
 from flask.views import MethodView
 from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from app import auth, dlr, enqueue, mo, quarantine
 from app.clock import now_text
@@ -111,7 +112,8 @@ class InboundView(IngestView):
 
     def raw_items(self, body: bytes) -> list[Any]:
         template = current_app.extensions["mo_template"]
-        rest = (request.view_args or {}).get("rest", "")
+        # The leading '/' keeps an empty first segment (an empty %receiver% in `//in-123`).
+        rest = "/" + (request.view_args or {}).get("rest", "")
         found = mo.items(template, rest, request.args, request.content_type, body)
         if not found:
             raise InvalidPayload("no MO parameters in the request")
@@ -141,9 +143,24 @@ def replay(entry_id: str) -> dict[str, Any]:
     return {"id": entry_id, "status": 200, **answer}
 
 
+class MoTailConverter(PathConverter):
+    """What follows /infobip/mo/ when MO_URL_TEMPLATE puts placeholders in the path. Unlike
+    `path`, it may start with '/' and hold newlines: an empty placeholder (`/mo//in-123`) or a
+    text with a line break in a path segment are data, not a 404 and a lost message."""
+
+    regex = r"[\s\S]*?"
+    part_isolating = False  # werkzeug would infer True: the regex does not spell out '/'
+
+
+def _register_converter(state: Any) -> None:
+    state.app.url_map.converters["mo_tail"] = MoTailConverter
+
+
+bp.record_once(_register_converter)
 bp.add_url_rule("/dlr", view_func=DeliveryReportView.as_view("dlr"))
 inbound = InboundView.as_view("mo")
 # `/infobip/mo/?sender=...` too: an MO URL pasted at Infobip with a trailing slash must not
-# turn every inbound message into a 404.
-bp.add_url_rule("/mo", view_func=inbound, strict_slashes=False)
-bp.add_url_rule("/mo/<path:rest>", view_func=inbound)
+# turn every inbound message into a 404. No slash merging: werkzeug would answer a path with
+# an empty placeholder (`//`) with a 308 redirect that Infobip does not follow.
+bp.add_url_rule("/mo", view_func=inbound, strict_slashes=False, merge_slashes=False)
+bp.add_url_rule("/mo/<mo_tail:rest>", view_func=inbound, merge_slashes=False)
