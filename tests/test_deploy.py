@@ -125,3 +125,23 @@ def test_nginx_sample_matches_the_service_settings():
     assert "client_max_body_size 1m;" in text  # == MAX_BODY_BYTES default
     assert "$proxy_add_x_forwarded_for" in text  # one hop: TRUSTED_PROXIES=1
     assert "$request " not in text and "$request_uri " not in text.split("access_log")[0]
+
+
+# docs/RELIABILITY.md: a job whose worker died is retried by RQ within heartbeat TTL (interval
+# + 60 s) + maintenance interval, ~85 s; every place that starts a worker must say the same.
+RQ_FLAGS = ["--maintenance-interval", "15", "--job-monitoring-interval", "10"]
+
+
+def test_every_rq_worker_notices_abandoned_jobs_within_the_documented_bound():
+    workers = [shlex.split(c.replace("sh -c", "").replace("'", "")) for c in commands() if "rq worker" in c]
+    assert len(workers) >= 6  # Procfile, compose, k8s and systemd: worker and deliverer each
+    for words in workers:
+        at = words.index(RQ_FLAGS[0])
+        assert words[at : at + len(RQ_FLAGS)] == RQ_FLAGS, words
+    assert ", ".join(f'"{flag}"' for flag in RQ_FLAGS) in (ROOT / "tools" / "run.py").read_text()
+
+
+def test_the_embedded_redis_fsyncs_every_write(r):
+    """`make run` and the test suites run Redis as deploy/redis.conf does: AOF, appendfsync always."""
+    assert r.config_get("appendonly") == {"appendonly": "yes"}
+    assert r.config_get("appendfsync") == {"appendfsync": "always"}

@@ -74,7 +74,11 @@ def main() -> int:
         env["WEBHOOK_TOKEN"] = generated["token"]
     env.setdefault("API_KEYS", generated["api_key"])
     url = env["REDIS_URL"]
-    rq_worker = [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler", "--maintenance-interval", "60"]
+    # RQ's abandoned-job check every 15 s, heartbeats every 10 s: a job whose worker died is seen
+    # within ~85 s (its heartbeat TTL is the interval + 60 s), not RQ's default 10+ minutes.
+    # The sweep takes its claimed batch over sooner still (docs/RELIABILITY.md).
+    rq_worker = [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler",
+                 "--maintenance-interval", "15", "--job-monitoring-interval", "10"]
     commands = {
         "web": [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
         "worker": [*rq_worker, QUEUE_NAME],
