@@ -167,15 +167,18 @@ class DeliveryState:
         if self.changed_bulks:  # recently active bulks, for `flask stats`
             pipe.zadd(INDEX_BULKS, dict.fromkeys(self.changed_bulks, time.time()))
             pipe.expire(INDEX_BULKS, self.retention)
+        # One ZADD per index key for the whole batch: a 500-report batch of one bulk is two
+        # ZADDs of 500 members, not 1000 commands.
+        indexes: dict[str, dict[str, float]] = defaultdict(dict)
         for message_id, score, data in self.indexed:
-            keys = [INDEX_ALL]
+            indexes[INDEX_ALL][message_id] = score
             if data.get("to"):
-                keys.append(INDEX_TO.format(to=data["to"]))
+                indexes[INDEX_TO.format(to=data["to"])][message_id] = score
             if data.get("bulkId"):
-                keys.append(INDEX_BULK.format(bulk_id=data["bulkId"]))
-            for key in keys:
-                pipe.zadd(key, {message_id: score}, nx=True)
-                pipe.expire(key, self.retention)
+                indexes[INDEX_BULK.format(bulk_id=data["bulkId"])][message_id] = score
+        for key, members in indexes.items():
+            pipe.zadd(key, members, nx=True)
+            pipe.expire(key, self.retention)
 
 
 def _int(value: Any) -> int | None:
