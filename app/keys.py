@@ -19,10 +19,10 @@ BATCH_PREFIX = "batch:{lane}"  # + ":<job id>": items a drain job has claimed, n
 
 QUARANTINE = "quarantine"  # list of rejected inputs, newest first, capped
 
-MESSAGE = "msg:{message_id}"  # hash: hist (JSON list of reports), cur (index of current one)
+MESSAGE = "msg:{message_id}"  # zlib JSON {"hist": [reports], "cur": index of the current one}
 BULK = "bulk:{bulk_id}"  # hash: per-lane counters "<lane>:<field>"
 INDEX_ALL = "ix:msg"  # zset messageId -> first received (epoch seconds)
-INDEX_TO = "ix:msg:to:{to}"
+INDEX_TO = "ix:msg:to"  # lexicographic zset "<to>|<messageId>" (score 0)
 INDEX_BULK = "ix:msg:bulk:{bulk_id}"
 INDEX_BULKS = "ix:bulks"  # zset bulkId -> last change (epoch seconds)
 

@@ -58,12 +58,12 @@ def delivered(message_id: str, **fields: Any) -> dict[str, Any]:
 
 def test_resent_report_changes_nothing_and_emits_nothing(deliver, r):
     deliver(push(delivered("m1")))
-    before = (r.hgetall(MESSAGE.format(message_id="m1")), r.hgetall(BULK.format(bulk_id="bulk-1")))
+    before = (r.get(MESSAGE.format(message_id="m1")), r.hgetall(BULK.format(bulk_id="bulk-1")))
     assert r.xlen(EVENT_STREAM) == 1
 
     deliver(push(delivered("m1")))  # Infobip resends when our answer was slow
 
-    assert (r.hgetall(MESSAGE.format(message_id="m1")), r.hgetall(BULK.format(bulk_id="bulk-1"))) == before
+    assert (r.get(MESSAGE.format(message_id="m1")), r.hgetall(BULK.format(bulk_id="bulk-1"))) == before
     assert r.xlen(EVENT_STREAM) == 1
     assert len(history(r, "m1")) == 1
 
@@ -275,7 +275,7 @@ def test_keys_expire_after_retention_days(retention_days, deliver, r):
         MESSAGE.format(message_id="m1"),
         BULK.format(bulk_id="bulk-1"),
         INDEX_ALL,
-        INDEX_TO.format(to="41793026727"),
+        INDEX_TO,
         INDEX_BULK.format(bulk_id="bulk-1"),
     ]
     for key in keys:
