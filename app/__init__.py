@@ -92,6 +92,8 @@ def answer_error(err: Exception) -> Response:
             response.headers["Retry-After"] = str(err.retry_after)
         if err.status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="infobip-receiver"'
+        if err.status == 408:  # the rest of a body that timed out is unreadable: drop the connection
+            response.headers["Connection"] = "close"
         return response
     if isinstance(err, HTTPException):
         response = jsonify({"error": err.name.lower().replace(" ", "_"), "message": err.description})

@@ -48,6 +48,14 @@ class InvalidPayload(ReceiverError):
     error = "invalid_payload"
 
 
+class RequestTimeout(ReceiverError):
+    """The body did not arrive in time (deploy/gunicorn.conf.py, BODY_TIMEOUT): a slow-drip
+    client. The connection is closed with the answer."""
+
+    status = 408
+    error = "request_timeout"
+
+
 class UnsupportedMediaType(ReceiverError):
     status = 415
     error = "unsupported_media_type"

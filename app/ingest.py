@@ -16,14 +16,14 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from flask.views import MethodView
 from marshmallow import ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
 from app import auth, dlr, enqueue, mo, quarantine
 from app.clock import now_text
 from app.connection import get_redis
 from app.decode import decode_body
-from app.errors import InvalidPayload, NotFound, ReceiverError
+from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout
 from app.keys import QUARANTINE, lane_of
 
 bp = Blueprint("ingest", __name__, url_prefix="/infobip")
@@ -53,6 +53,12 @@ class IngestView(MethodView):
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
             keep(quarantine.record(request, "body too large"))
+            raise
+        except ClientDisconnected as err:  # werkzeug's name for any failed body read
+            if isinstance(err.__context__, TimeoutError):
+                keep(quarantine.record(request, "body not received in time"))
+                raise RequestTimeout("the request body did not arrive in time") from err
+            keep(quarantine.record(request, "body cut short"))
             raise
         try:
             raw_items = self.raw_items(body)

@@ -4,7 +4,8 @@ injection, raw non-UTF-8 bytes, duplicate keys, timing-safe comparison, forged p
 a search for every configured secret (ingest token, Basic password, API key, a consumer's
 `whsec_` secret) in captured logs, answers, quarantine and dead letters.
 
-Slow-drip bodies need a real server: tests/faults/test_slow_client.py, against gunicorn.
+Slow-drip bodies need a real server: tests/faults/test_fault_slow_client.py, against gunicorn;
+here only the app's side of it (a body read that times out is a 408).
 """
 
 from __future__ import annotations
@@ -119,6 +120,27 @@ def test_a_10_mb_body_is_413_before_parsing(path, chunked, client, r, no_parsing
     [entry] = quarantined(r)
     assert entry["reason"] == "body too large"
     assert "body" not in entry and "bodyBase64" not in entry  # 10 MB are not copied into Redis
+
+
+class TimingOut(io.RawIOBase):
+    """A request body whose read times out, as deploy/gunicorn.conf.py makes a slow drip's do."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, _buffer: Any) -> int:
+        raise TimeoutError("request body not received in time")
+
+
+@pytest.mark.parametrize("path", ["/infobip/dlr", "/infobip/mo"])
+def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(path, client, r):
+    environ = {"wsgi.input": TimingOut(), "CONTENT_LENGTH": "1000"}
+    resp = client.post(path, environ_overrides=environ, headers={**basic_header(), "Content-Type": JSON})
+    assert resp.status_code == 408
+    assert resp.json["error"] == "request_timeout"
+    assert resp.headers["Connection"] == "close"
+    [entry] = quarantined(r)
+    assert entry["reason"] == "body not received in time"
 
 
 # --- injection --------------------------------------------------------------------------------
