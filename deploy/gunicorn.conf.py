@@ -2,10 +2,23 @@
 
 The access log leaves out the query string (`%(U)s`, not `%(r)s`): notifyUrls carry the
 ingest token as `?token=...`, and secrets must never reach logs.
+
+gunicorn writes the raw request line of a request it refuses itself (bad bytes, bad header)
+to the error log: that line holds the query string too, so the logger drops query strings.
+
+A request body must arrive within BODY_TIMEOUT seconds (default 15) in all: gthread reads a
+body with no time limit of its own, so a client dripping its body a byte at a time held a
+thread for ever, and WEB_CONCURRENCY x WEB_THREADS such clients stopped the service. A read
+past the deadline fails; the app answers 408 and the connection is closed.
 """
 
+import logging
 import multiprocessing
 import os
+import re
+import time
+
+from gunicorn.glogging import Logger
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -17,3 +30,64 @@ keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+class _NoQueryStrings(logging.Filter):
+    def filter(self, record):
+        record.msg, record.args = _QUERY.sub("?(query left out)", record.getMessage()), ()
+        return True
+
+
+class QuerylessLogger(Logger):
+    """gunicorn's logger; its error log never shows a query string (tokens in notifyUrls)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        self.error_log.addFilter(_NoQueryStrings())
+
+
+logger_class = QuerylessLogger
+
+body_timeout = float(os.environ.get("BODY_TIMEOUT", "15"))
+
+
+class _BodyDeadline:
+    """The request's socket as gunicorn's body reader sees it: every recv waits only until one
+    deadline for the whole body (a timeout per recv would never fire for a byte a second)."""
+
+    def __init__(self, sock, deadline):
+        self.sock, self.deadline = sock, deadline
+
+    def _arm(self):
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request body not received in time")
+        self.sock.settimeout(remaining)
+
+    def recv(self, *args):
+        self._arm()
+        return self.sock.recv(*args)
+
+    def recv_into(self, *args):
+        self._arm()
+        return self.sock.recv_into(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def pre_request(worker, req):
+    unreader = getattr(req, "unreader", None)
+    if hasattr(unreader, "sock"):
+        unreader.sock = _BodyDeadline(unreader.sock, time.monotonic() + body_timeout)
+
+
+def post_request(worker, req, environ, resp):
+    """The connection may serve another request (keep-alive): give it its plain socket back."""
+    unreader = getattr(req, "unreader", None)
+    wrapped = getattr(unreader, "sock", None)
+    if isinstance(wrapped, _BodyDeadline):
+        unreader.sock = wrapped.sock
+        wrapped.sock.settimeout(None)
