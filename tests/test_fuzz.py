@@ -274,6 +274,10 @@ def test_dlr_items_and_load_raise_only_validation_errors(body, content_type):
 @decoder
 @given(item=near_reports | json_values)
 def test_dlr_load_of_any_item(item):
+    try:  # what a JSON body can decode to: orjson gives floats for integers beyond 64 bits
+        item = orjson.loads(json.dumps(item))
+    except (orjson.JSONDecodeError, ValueError):  # NaN and infinities are no JSON
+        return
     with contextlib.suppress(ValidationError):
         encodable(dlr.load(item))
 
