@@ -187,7 +187,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "HOME": os.environ.get("HOME", str(self.tmp)),
+            "HOME": str(self.tmp),  # gunicorn's control socket goes there: one per stack
             "LANG": "C.UTF-8",
             "PYTHONPATH": str(ROOT),
             "REDIS_URL": self.redis_server.url,
