@@ -82,10 +82,11 @@ def inbound_messages() -> dict[str, Any]:
 
 
 def limit_arg(default: int = 50) -> int:
+    """ASCII digits only: str.isdigit() is also true for '²', which int() refuses (a 500)."""
     raw = request.args.get("limit")
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidPayload("bad query", {"limit": [f"an integer from 1 to {MAX_LIMIT}"]})
     return int(raw)
 
