@@ -59,8 +59,15 @@ def _known(consumer: str) -> None:
 
 
 def _ids() -> list[str] | None:
-    body = request.get_json(silent=True) or {}
-    ids = body.get("ids") if isinstance(body, dict) else None
+    """None (replay all) only when no body was sent. A body must be a JSON object, whatever its
+    Content-Type (`curl -d` says form): a malformed, truncated or non-object body, once taken
+    as "no ids", replayed every dead letter instead of the few it named."""
+    if not request.get_data().strip():
+        return None
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise InvalidPayload("bad body", {"_schema": ['a JSON object: {"ids": ["evt_…"]}']})
+    ids = body.get("ids")
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise InvalidPayload("bad body", {"ids": ["a list of event ids"]})
     return ids
