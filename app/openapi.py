@@ -160,5 +160,8 @@ def _type(schema: dict[str, Any]) -> str:
     kinds = " | ".join(kind) if isinstance(kind, list) else kind
     if kind == "array":
         return f"array of {_type(schema.get('items', {}))}"
-    bounds = [f"{k} {schema[k]}" for k in ("minimum", "maximum", "minLength", "maxLength") if k in schema]
-    return escape(kinds) + (f" ({', '.join(bounds)})" if bounds else "")
+    if "properties" in schema:  # an inline object: its fields
+        return "{" + ", ".join(f"{escape(k)}: {_type(v)}" for k, v in schema["properties"].items()) + "}"
+    facets = ("format", "minimum", "maximum", "minLength", "pattern")
+    bounds = [f"{k} {schema[k]}" for k in facets if k in schema]
+    return escape(kinds + (f" ({', '.join(bounds)})" if bounds else ""))
