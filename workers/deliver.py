@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
 TIME_BUDGET = 20.0
+# The channel lock is refreshed before an attempt only when this long has passed since the last
+# refresh: an EXPIRE per delivery is a Redis write that waits for an fsync under
+# `appendfsync always` (~3.5 ms here), which capped a consumer at ~280 deliveries/s
+# (docs/BENCHMARKS.md). The lock then still has at least LOCK_TTL - LOCK_REFRESH + timeout
+# seconds left when an attempt starts: a slow consumer still keeps the channel ours.
+LOCK_REFRESH = 5.0
 
 # Move retries that are due into the outbox.
 _PROMOTE = """
@@ -98,10 +104,13 @@ def send_batch(
 ) -> None:
     records = [orjson.loads(item) for item in items]
     outcomes: list[webhook.Outcome] = []
+    refreshed = -LOCK_REFRESH
     for record in records:
         if time.monotonic() > deadline or (outcomes and _pause(outcomes[-1])):
             break
-        r.expire(channel.lock, LOCK_TTL + int(consumer.timeout))  # a slow consumer keeps the channel ours
+        if time.monotonic() - refreshed >= LOCK_REFRESH:  # a slow consumer keeps the channel ours
+            r.expire(channel.lock, LOCK_TTL + int(consumer.timeout))
+            refreshed = time.monotonic()
         outcomes.append(webhook.attempt(consumer, record["id"], record["body"].encode()))
     pipe = r.pipeline(transaction=True)
     wait = None
