@@ -397,3 +397,17 @@ def test_xml_root_must_be_report_response(body):
 @pytest.mark.parametrize("root", ["", None, {}, {"other": "x"}])
 def test_xml_without_results_has_no_items(root):
     assert dlr.items("xml", {"reportResponse": root}) == []
+
+
+def test_remembered_nested_objects_keep_value_types_and_errors():
+    """status/error/price loads are remembered per value (app.dlr.RepeatedNested): a value equal
+    in Python but of another type (True == 1) must not reuse a remembered result, and an invalid
+    object is refused every time."""
+    good = report("m-memo-1", status={"groupId": 1, "groupName": "PENDING", "id": 1})
+    first, again = dlr.load(good), dlr.load(good)
+    assert first == again and first["status"] is not again["status"]
+    flagged = report("m-memo-2", status={"groupId": 1, "groupName": "PENDING", "id": True})
+    for _ in range(2):
+        with pytest.raises(ValidationError) as err:
+            dlr.load(flagged)
+        assert "id" in err.value.messages["status"]
