@@ -1,0 +1,1 @@
+"""Benchmarks (docs/BENCHMARKS.md): `make bench` (short) and `make bench-full` (1M reports)."""
