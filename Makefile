@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-faults fuzz lint clean
+.PHONY: install run test test-faults fuzz lint clean bench bench-full bench-profile wrk
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,28 @@ test-faults: install
 ## The long fuzz run, over 100,000 generated inputs (HYPOTHESIS_PROFILE=long unless set otherwise).
 fuzz: install
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-long} $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
+
+## Benchmarks (docs/BENCHMARKS.md): a short run of every bar, each printed as PASS/FAIL with its
+## figure and baseline, results in var/bench/results.json. Under five minutes; not part of `make test`.
+bench: install wrk
+	$(PY) -m bench.run --plan short
+
+## The full run: 1,000,000 reports (and 100,000 for the linearity ratio), longer measurements.
+bench-full: install wrk
+	$(PY) -m bench.run --plan full
+
+## py-spy profiles of ingest (a gunicorn worker under wrk) and of a drain job (var/bench/profile-*).
+bench-profile: install wrk
+	$(PY) -m pip install --quiet --disable-pip-version-check py-spy==0.4.3
+	$(PY) -m bench.profile
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq wrk; \
+	  else \
+	    echo "wrk is not installed and this is not a root Debian machine: install wrk (Debian: apt-get install wrk)" >&2; exit 1; \
+	  fi; }
 
 lint: install
 	$(PY) -m ruff check .

@@ -32,7 +32,7 @@ import orjson
 import redis
 
 from bench.legs import sample_report
-from bench.procs import BIN, ROOT, Procs, free_port, tree_rss_mib, wait_for
+from bench.procs import BIN, ROOT, Procs, free_port, rss_kib, tree, tree_rss_mib, wait_for
 from tools.redis_server import EmbeddedRedis, find_binary
 
 OUT = ROOT / "var" / "bench"
@@ -377,13 +377,13 @@ class Run:
         self.add(Bar(
             "scale.memory", f"Redis memory per stored message ({big['reports']:,})", big["bytes_per_message"],
             "bytes", "<= 1024 bytes", big["bytes_per_message"] <= 1024))
-        for role in ("web", "worker", "deliverers"):
-            first, last = big["rss"][role]["first"], big["rss"][role]["last"]
-            growth = last / first if first else float("inf")
+        for role in ("web", "worker", "worker-horse", "deliverers", "deliverers-horse"):
+            rss = big["rss"][role]
+            growth = rss["last"] / rss["first"] if rss["first"] else float("inf")
             self.add(Bar(
                 f"scale.rss.{role}", f"{role} RSS over the {big['reports']:,} run", growth,
-                f"x ({first:.0f} -> {last:.0f} MiB, median of first/last 3 samples)", "<= 1.2x (flat)",
-                growth <= 1.2))
+                f"x ({rss['first']:.0f} -> {rss['last']:.0f} MiB, max {rss['max']:.0f}; median of "
+                f"first/last 3 of {rss['samples']} samples)", "<= 1.2x (flat)", growth <= 1.2))
 
     def campaign(self, r: redis.Redis, web: int, ids: Path, reports: int, tag: str) -> dict[str, Any]:
         """Ingest `reports` unique reports in 100-report buckets while the workers run; wait until
@@ -393,8 +393,9 @@ class Run:
         buckets = reports // 100
         wait_idle(r, 120)
         before = used_memory(r)
-        sampler = RssSampler({"web": self.procs.pid("web-scale"), "worker": self.procs.pid("worker"),
-                              "deliverers": [self.procs.pid("deliverer-1"), self.procs.pid("deliverer-2")]})
+        sampler = RssSampler(self.procs.pid("web-scale"), {
+            "worker": [self.procs.pid("worker")],
+            "deliverers": [self.procs.pid("deliverer-1"), self.procs.pid("deliverer-2")]})
         sampler.start()
         started = time.monotonic()
         try:
@@ -556,10 +557,13 @@ def expected_event_ids(prefix: str, buckets: int, size: int) -> set[str]:
 
 
 class RssSampler:
-    """VmRSS of process trees (gunicorn master + workers, rq worker + work-horse) every second."""
+    """VmRSS of the service's processes every second: `web` is gunicorn's master and workers; an
+    rq role is the worker process plus its work-horse (forked per job), sampled apart, so that a
+    horse that comes and goes between jobs is not read as memory growth or shrinkage."""
 
-    def __init__(self, roots: dict[str, int | list[int]]) -> None:
-        self.roots = {k: v if isinstance(v, list) else [v] for k, v in roots.items()}
+    def __init__(self, web: int, rq_roles: dict[str, list[int]]) -> None:
+        self.web = web
+        self.rq_roles = rq_roles
         self.samples: list[dict[str, float]] = []
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -570,8 +574,11 @@ class RssSampler:
     def _run(self) -> None:
         started = time.monotonic()
         for _ in range(100_000):  # bounded: one a second
-            sample = {"t": round(time.monotonic() - started, 1)}
-            sample.update({k: round(sum(tree_rss_mib(p) for p in pids), 1) for k, pids in self.roots.items()})
+            sample = {"t": round(time.monotonic() - started, 1), "web": round(tree_rss_mib(self.web), 1)}
+            for role, pids in self.rq_roles.items():
+                sample[role] = round(sum(rss_kib(p) for p in pids) / 1024, 1)
+                horses = [c for p in pids for c in tree(p)[1:]]
+                sample[f"{role}-horse"] = round(sum(rss_kib(c) for c in horses) / 1024, 1)
             self.samples.append(sample)
             if self._halt.wait(1.0):
                 break
@@ -581,13 +588,14 @@ class RssSampler:
         self._thread.join(10)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Median of the first three and last three samples, after the first 5 s (warm-up)."""
+        """Median of the first three and last three samples after the first 5 s (warm-up); for
+        horses, only samples where a horse was running."""
         warm = [s for s in self.samples if s["t"] >= 5] or self.samples
         out = {}
-        for role in self.roots:
-            values = [s[role] for s in warm]
+        for role in ["web", *self.rq_roles, *(f"{r}-horse" for r in self.rq_roles)]:
+            values = [s[role] for s in warm if s[role] > 0] or [0.0]
             out[role] = {"first": statistics.median(values[:3]), "last": statistics.median(values[-3:]),
-                         "max": max(values)}
+                         "max": max(values), "samples": len(values)}
         return out
 
 
