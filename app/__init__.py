@@ -17,7 +17,7 @@ from redis import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import config
+from app import config, logs
 from app.connection import make_client
 from app.errors import ReceiverError, StoreUnavailable
 from app.mo_template import Template
@@ -60,12 +60,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Load the routes file now: a bad one must stop start-up, with its line in the message.
     app.extensions["routes"] = load_configured_routes(app.config)
 
-    from app import admin, api, cli, ingest
+    from app import admin, api, cli, ingest, metrics, openapi
 
+    if not app.testing:
+        logs.configure()
+    app.before_request(metrics.observe_start)
+    app.after_request(metrics.observe_end)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.health)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
     for command in cli.COMMANDS:
         app.cli.add_command(command)
     app.register_error_handler(ReceiverError, answer_error)

@@ -44,6 +44,8 @@ def load() -> dict[str, Any]:
         "EVENT_STREAM_MAXLEN": env.int("EVENT_STREAM_MAXLEN", 1_000_000),
         # Development mode allows running without ingest credentials (`make run` sets it).
         "DEV_MODE": env.bool("DEV_MODE", False),
+        # /metrics without a bearer key, for a scraper on a private network.
+        "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
     }
 
 

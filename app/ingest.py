@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from app import auth, dlr, enqueue, mo, quarantine
+from app import auth, dlr, enqueue, metrics, mo, quarantine
 from app.clock import now_text
 from app.connection import get_redis
 from app.decode import decode_body
@@ -64,8 +64,10 @@ class IngestView(MethodView):
             raw_items = self.raw_items(body)
         except ReceiverError as err:
             keep(quarantine.record(request, err.message, err.details, body))
+            metrics.count_items(self.kind, 0, 1)
             raise
         accepted, rejected = self.validate(raw_items)
+        metrics.count_items(self.kind, len(accepted), len(rejected))
         entry = quarantine.record(request, "invalid items", rejected, body) if rejected else None
         if not accepted:
             keep(entry)

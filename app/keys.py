@@ -42,6 +42,7 @@ OUTBOX_BATCH_PREFIX = "dbatch:{consumer}"  # + ":<job id>"
 RETRIES = "retry:{consumer}"  # zset delivery -> due time (epoch seconds)
 DEAD_LETTERS = "dead:{consumer}"  # list of deliveries that ran out of attempts, newest first
 CONSUMER_STATS = "stats:{consumer}"  # hash: delivered, failedAttempts, deadLettered, ...
+WORKER_COUNTERS = "stats:workers"  # hash "<kind>:<outcome>" and lag histogram, for /metrics
 MO_UNROUTED = "stats:mo:unrouted"  # count of MO that no route took (kept all the same)
 
 EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)

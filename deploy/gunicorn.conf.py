@@ -16,6 +16,8 @@ import logging
 import multiprocessing
 import os
 import re
+import shutil
+import tempfile
 import time
 
 from gunicorn.glogging import Logger
@@ -30,6 +32,25 @@ keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
+
+# prometheus-client's multiprocess mode: every worker writes its counters to files here and
+# /metrics adds them up (app/metrics.py). Set before the workers import prometheus_client.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"receiver-metrics-{os.getpid()}")
+)
+
+
+def on_starting(server):
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)  # counts of an earlier run are not ours
+    os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
 

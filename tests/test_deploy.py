@@ -111,7 +111,8 @@ def test_redis_conf_is_durable_and_never_evicts():
     assert settings["maxmemory-policy"] == "noeviction"
 
 
-def test_gunicorn_access_log_never_writes_query_strings():
+def test_gunicorn_access_log_never_writes_query_strings(monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unused")  # the file sets it when unset
     conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
     fmt = conf["access_log_format"]
     assert "%(U)s" in fmt

@@ -135,6 +135,11 @@ def _record(
     pipe: Pipeline, consumer: Consumer, record: dict[str, Any], outcome: webhook.Outcome, totals: Counter[str]
 ) -> float | None:
     """Queue the effect of one attempt; return the wait before its retry, if any."""
+    log.info("delivery", extra={
+        "event_id": record["id"], "consumer": consumer.name, "attempt": record["attempt"],
+        "outcome": "delivered" if outcome.delivered else "failed", "status": outcome.status,
+        "error": outcome.error, "duration_ms": round(outcome.duration * 1000, 2),
+    })
     stats = CONSUMER_STATS.format(consumer=consumer.name)
     if outcome.delivered:
         pipe.hincrby(stats, "delivered", 1)

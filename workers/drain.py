@@ -10,6 +10,7 @@ claimed for the re-run. Duplicate reports inside or across batches are no-ops (s
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -19,12 +20,17 @@ from redis.client import Pipeline
 from rq import get_current_job
 
 from app import enqueue
+from app.clock import epoch
+from app.keys import WORKER_COUNTERS
 from workers.fanout import Fanout
 from workers.inbound import InboundState
 from workers.settings import routes, settings
 from workers.state import DeliveryState
 
 log = logging.getLogger(__name__)
+
+# Upper bounds (seconds) of the received -> state lag histogram in /metrics.
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 def run(lane: int) -> dict[str, int]:
@@ -48,7 +54,7 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
         if not apply_batch(r, lane, job_id, items, totals):
             totals["handedBack"] += channel.hand_back(r, job_id)
             break
-    log.info("drain lane %s job %s: %s", lane, job_id, dict(totals))
+    log.info("drain", extra={"lane": lane, "job_id": job_id, **totals})
     return dict(totals)
 
 
@@ -69,9 +75,23 @@ class BatchState:
     def apply(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
         return self.by_kind[envelope["kind"]].apply(envelope)
 
-    def write(self, pipe: Pipeline) -> None:
+    def write(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         self.delivery.write(pipe)
         self.inbound.write(pipe)
+        self.count(pipe, envelopes)
+
+    def count(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
+        """Worker figures for /metrics, in the batch's own transaction: they add up across
+        workers, and a re-run batch that changes nothing counts nothing twice."""
+        for kind, stage in (("dlr", self.delivery), ("mo", self.inbound)):
+            for outcome, n in stage.counts.items():
+                pipe.hincrby(WORKER_COUNTERS, f"{kind}:{outcome}", n)
+        now = time.time()
+        lags = [now - epoch(e["receivedAt"]) for e in envelopes if e["kind"] != "mo.flush"]
+        for bound in LAG_BUCKETS:
+            pipe.hincrby(WORKER_COUNTERS, f"lag_le:{bound}", sum(lag <= bound for lag in lags))
+        pipe.hincrby(WORKER_COUNTERS, "lag_count", len(lags))
+        pipe.hincrbyfloat(WORKER_COUNTERS, "lag_sum", sum(lags))
 
 
 def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool:
@@ -88,7 +108,7 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         state.load(r, envelopes)
         new_events = [event for envelope in envelopes if (event := state.apply(envelope))]
         pipe.multi()
-        state.write(pipe)
+        state.write(pipe, envelopes)
         fanout.emit(pipe, new_events)
         pipe.delete(channel.batch(job_id))
         pipe.expire(channel.lock, enqueue.LOCK_TTL)

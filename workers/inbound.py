@@ -15,6 +15,7 @@ sender, receiver and reference), so one drain job at a time reassembles a messag
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,7 @@ class InboundState:
         self.new_parts: list[tuple[str, int, dict[str, Any], str]] = []
         self.done_keys: set[str] = set()
         self.started_keys: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()  # new / duplicate / part, for metrics
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         message_ids, part_ids, part_keys = [], [], []
@@ -93,8 +95,10 @@ class InboundState:
 
     def _store(self, data: dict[str, Any]) -> dict[str, Any] | None:
         if self.stored.get(data["messageId"]):
+            self.counts["duplicate"] += 1
             return None
         self.stored[data["messageId"]] = True
+        self.counts["new"] += 1
         data = {**data, "route": self.router(data) if self.router else None}
         self.new_messages.append(data)
         return events.build(events.mo_event_id(data["messageId"]), events.MO_RECEIVED, data)
@@ -102,11 +106,13 @@ class InboundState:
     def _add_part(self, data: dict[str, Any], received_at: str) -> dict[str, Any] | None:
         part = data["part"]
         if self.seen_parts.get(part["sourceId"]):
+            self.counts["duplicate"] += 1
             return None
         self.seen_parts[part["sourceId"]] = True
         key, seq = part["key"], part["seq"]
         parts = self.parts.setdefault(key, {})
         if seq in parts:
+            self.counts["duplicate"] += 1
             return None  # the same part under another id
         stored = {k: v for k, v in data.items() if k != "part"}
         parts[seq] = stored
@@ -120,6 +126,7 @@ class InboundState:
             self.started_keys[key] = received_at
         if len(parts) >= part["total"]:
             return self._assemble(key, part["total"], incomplete=False)
+        self.counts["part"] += 1
         return None
 
     def _flush(self, key: str) -> dict[str, Any] | None:

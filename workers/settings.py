@@ -6,12 +6,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from app import config
+from app import config, logs
 from workers.routes import Routes, load_routes
 
 
 @cache
 def settings() -> dict[str, Any]:
+    logs.configure()  # first call in a worker process: our log lines, as JSON (or text)
     loaded = config.load()
     return {**loaded, **config.check({**loaded, "DEV_MODE": True})}
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -89,6 +89,7 @@ class DeliveryState:
         self.bulks: dict[str, dict[str, Any]] = {}
         self.changed_bulks: set[str] = set()
         self.indexed: list[tuple[str, float, dict[str, Any]]] = []
+        self.counts: Counter[str] = Counter()  # new / duplicate, for metrics
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         reports = [envelope["data"] for envelope in envelopes]
@@ -111,7 +112,9 @@ class DeliveryState:
         data = envelope["data"]
         event_id = events.dlr_event_id(data)
         if not self.record(data, event_id, envelope["receivedAt"]):
+            self.counts["duplicate"] += 1
             return None
+        self.counts["new"] += 1
         return events.build(event_id, events.dlr_type(data), data)
 
     def record(self, data: dict[str, Any], event_id: str, received_at: str) -> bool:

@@ -1,0 +1,144 @@
+"""`GET /metrics` in Prometheus format (prometheus-client).
+
+Two sources, because the service runs as many processes:
+- Per web process: requests by endpoint and answer, ingest latency, items accepted and
+  rejected. Under gunicorn these use prometheus-client's multiprocess mode
+  (`PROMETHEUS_MULTIPROC_DIR`, set up in deploy/gunicorn.conf.py), so every worker's counts
+  add up; elsewhere (tests, `flask`) the ordinary in-process registry.
+- Read from Redis at scrape time: what workers counted in their own transactions (new and
+  duplicate items, processing lag), deliveries per consumer and outcome, dead letters, and
+  the backlog (queue depth, oldest queued item, quarantine, long-MO parts pending).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from app import auth
+from app.backlog import backlog
+from app.connection import get_redis
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, WORKER_COUNTERS
+
+# Decided once, as prometheus-client decides where its values live when it is first imported.
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+bp = Blueprint("metrics", __name__)
+log = logging.getLogger("app.requests")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+REQUESTS = Counter("receiver_http_requests", "HTTP requests by endpoint and answer", ["endpoint", "code"])
+INGEST_SECONDS = Histogram(
+    "receiver_ingest_seconds", "Time to answer an ingest request", ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ITEMS = Counter("receiver_ingest_items", "Items received, by kind and outcome", ["kind", "outcome"])
+
+
+def observe_start() -> None:
+    g.started = time.perf_counter()
+    given = request.headers.get("X-Request-Id", "")
+    # Echoed in our answer and logs: only a plain token, never CR/LF or other header injection.
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+
+def observe_end(response: Response) -> Response:
+    """Count, time and log every request: one log line each, path without its query string."""
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    duration = time.perf_counter() - g.get("started", time.perf_counter())
+    REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    if endpoint.startswith("/infobip/"):
+        INGEST_SECONDS.labels(endpoint).observe(duration)
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
+                               "path": request.path, "status": response.status_code,
+                               "duration_ms": round(duration * 1000, 2)})
+    return response
+
+
+def count_items(kind: str, accepted: int, rejected: int) -> None:
+    ITEMS.labels(kind, "accepted").inc(accepted)
+    ITEMS.labels(kind, "rejected").inc(rejected)
+
+
+class RedisCollector(Collector):
+    """Figures kept in Redis, read at scrape time (they are shared by every process)."""
+
+    def __init__(self, lanes: int, routes: Any) -> None:
+        self.lanes = lanes
+        self.routes = routes
+
+    def collect(self) -> Iterator[Any]:
+        r = get_redis()
+        counters = {k.decode(): float(v) for k, v in r.hgetall(WORKER_COUNTERS).items()}
+        processed = CounterMetricFamily("receiver_processed_items", "Items applied by workers",
+                                        labels=["kind", "outcome"])
+        for name, value in sorted(counters.items()):
+            kind, _, outcome = name.partition(":")
+            if kind in ("dlr", "mo"):
+                processed.add_metric([kind, outcome], value)
+        yield processed
+        lag = HistogramMetricFamily("receiver_processing_lag_seconds", "Time from ingest answer to state")
+        prefix = "lag_le:"
+        buckets = sorted((float(k[len(prefix) :]), v) for k, v in counters.items() if k.startswith(prefix))
+        lag.add_metric([], [(str(b), v) for b, v in buckets] + [("+Inf", counters.get("lag_count", 0.0))],
+                       counters.get("lag_sum", 0.0))
+        yield lag
+        deliveries = CounterMetricFamily("receiver_deliveries", "Delivery attempts by consumer and outcome",
+                                         labels=["consumer", "outcome"])
+        dead = GaugeMetricFamily("receiver_dead_letters", "Dead letters waiting", labels=["consumer"])
+        for name, consumer in self.routes.consumers.items():
+            if consumer.kind != "http":
+                continue
+            stats = {k.decode(): float(v) for k, v in r.hgetall(CONSUMER_STATS.format(consumer=name)).items()}
+            for outcome in ("delivered", "failedAttempts", "deadLettered"):
+                deliveries.add_metric([name, outcome], stats.get(outcome, 0.0))
+            dead.add_metric([name], r.llen(DEAD_LETTERS.format(consumer=name)))
+        yield deliveries
+        yield dead
+        waiting = backlog(r, self.lanes)
+        for name, help_text, value in (
+            ("receiver_inbox_items", "Items waiting in the inbox lanes", waiting["inbox"]),
+            ("receiver_inbox_oldest_seconds", "Age of the oldest waiting item",
+             waiting["oldestInboxSeconds"] or 0),
+            ("receiver_workers", "Live RQ workers", waiting["workers"]),
+            ("receiver_quarantine_items", "Rejected inputs kept", waiting["quarantined"]),
+            ("receiver_mo_parts_pending", "Long MO being reassembled", waiting["moPartsPending"]),
+        ):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], value)
+            yield gauge
+        queued = GaugeMetricFamily("receiver_queued_jobs", "RQ jobs queued", labels=["queue"])
+        for queue, count in waiting["queuedJobs"].items():
+            queued.add_metric([queue], count)
+        yield queued
+
+
+def _registry() -> CollectorRegistry:
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Needs an API key unless METRICS_PUBLIC=1 (e.g. scraped only from a private network)."""
+    if not current_app.config.get("METRICS_PUBLIC"):
+        auth.check_api(request, current_app.config)
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(current_app.config["DRAIN_LANES"], current_app.extensions["routes"]))
+    own = _registry()
+    body = generate_latest(own) + generate_latest(registry)
+    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
