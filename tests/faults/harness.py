@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,16 +103,20 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
     def signal_group(self, sig: int) -> None:
-        """Signal the whole group: the rq work-horse and scheduler children too."""
+        """Signal every process still in our process group (its id is our child's pid), by pid.
+        Members are looked up in /proc: while one exists, the group id cannot belong to anyone
+        else, so even after our child is gone its orphans (rq's scheduler) are surely ours."""
         if self.popen is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
+        for pid in group_members(self.popen.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def signal_tree(self, sig: int) -> None:
         """Signal the process and every descendant. An rq work-horse calls setpgrp(), so it is
-        in a process group of its own: a signal to the worker's group alone does not reach it."""
-        if self.popen is None:
+        in a process group of its own: a signal to the worker's group alone does not reach it.
+        Only while our child is alive: then its pid, and its children's, are surely ours."""
+        if not self.alive():
             return
         for pid in [self.popen.pid, *descendants(self.popen.pid)]:
             with contextlib.suppress(ProcessLookupError):
@@ -472,9 +476,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (gunicorn's workers), from /proc."""
-    found = []
+def _processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process, from /proc."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -482,7 +485,14 @@ def children_of(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        yield int(entry.name), int(fields[1]), int(fields[2])
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (gunicorn's workers)."""
+    return [child for child, parent, _ in _processes() if parent == pid]
+
+
+def group_members(pgid: int) -> list[int]:
+    return [pid for pid, _, group in _processes() if group == pgid]
