@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-faults fuzz lint clean bench bench-full bench-profile wrk
+.PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile wrk
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 ## Start embedded Redis (unless REDIS_URL is set), web, worker and scheduler; print the Infobip URLs.
 run: install
 	$(PY) -m tools.run
+
+## Realistic Infobip traffic against `make run` (ARGS="--messages 1000 --mo 50" to change it).
+simulate: install
+	DEV_MODE=1 $(VENV)/bin/flask simulate $(ARGS)
 
 ## Lint, then the suite against a real Redis the suite starts itself, with a short fuzz run
 ## (hypothesis profile "ci"). The fault tests are `make test-faults`; `.ci/run` runs both.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,6 +29,8 @@ from app.connection import get_redis
 from app.errors import ConfigError, NotFound
 from workers import dlq, state
 from workers.routes import check_file
+
+DEV_SECRETS = "var/dev-secrets.json"  # written by `make run` (tools/run.py)
 
 dlq_cli = AppGroup("dlq", help="Dead letters: deliveries that ran out of attempts.")
 quarantine_cli = AppGroup("quarantine", help="Rejected inputs, kept for inspection and replay.")
@@ -104,7 +107,8 @@ def stats(bulks: int) -> None:
 
 @click.command("simulate")
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="the running instance")
-@click.option("--token", envvar="WEBHOOK_TOKEN", required=True, help="ingest token (default: $WEBHOOK_TOKEN)")
+@click.option("--token", envvar="WEBHOOK_TOKEN",
+              help="ingest token (default: $WEBHOOK_TOKEN, else the one `make run` generated)")
 @click.option("--messages", default=1000, show_default=True, help="messages in the campaign (DLRs)")
 @click.option("--bucket", default=100, show_default=True, help="reports per request (maxBucketSize)")
 @click.option("--intermediate", default=0.2, show_default=True,
@@ -119,6 +123,7 @@ def stats(bulks: int) -> None:
 def simulate_command(url: str, token: str, messages: int, bucket: int, intermediate: float, xml: float,
                      resend: float, mo: int, long_ratio: float, rate: float, retry_scale: float) -> None:
     """Push realistic Infobip traffic at a running instance and print a summary."""
+    token = token or _dev_token()
     calls = [*simulate.campaign(messages, bucket, intermediate, xml, resend),
              *simulate.inbound(mo, long_ratio)]
     sender = simulate.Sender(url, token, rate, retry_scale)
@@ -130,6 +135,13 @@ def simulate_command(url: str, token: str, messages: int, bucket: int, intermedi
     elapsed = time.monotonic() - started
     _print({"requests": len(calls), "seconds": round(elapsed, 2),
             "requestsPerSecond": round(len(calls) / elapsed, 1), "answers": dict(sorted(counts.items()))})
+
+
+def _dev_token() -> str:
+    try:
+        return json.loads(Path(DEV_SECRETS).read_text())["token"]
+    except (OSError, ValueError, KeyError) as err:
+        raise click.ClickException("no --token, no $WEBHOOK_TOKEN and no var/dev-secrets.json") from err
 
 
 COMMANDS = (routes_check, dlq_cli, quarantine_cli, stats, simulate_command)
