@@ -29,12 +29,15 @@ def require_api_key() -> None:
     auth.check_api(request, current_app.config)
 
 
+def _found(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is None:
+        raise NotFound(f"no {what}")
+    return value
+
+
 @bp.get("/messages/<message_id>")
 def message(message_id: str) -> dict[str, Any]:
-    found = state.get_message(get_redis(), message_id)
-    if found is None:
-        raise NotFound(f"no message {message_id!r}")
-    return found
+    return _found(state.get_message(get_redis(), message_id), f"message {message_id!r}")
 
 
 @bp.get("/messages")
@@ -54,18 +57,12 @@ def messages() -> dict[str, Any]:
 
 @bp.get("/bulks/<bulk_id>")
 def bulk(bulk_id: str) -> dict[str, Any]:
-    found = state.get_bulk(get_redis(), bulk_id)
-    if found is None:
-        raise NotFound(f"no bulk {bulk_id!r}")
-    return found
+    return _found(state.get_bulk(get_redis(), bulk_id), f"bulk {bulk_id!r}")
 
 
 @bp.get("/inbound/<message_id>")
 def inbound_message(message_id: str) -> dict[str, Any]:
-    found = inbound.get_inbound(get_redis(), message_id)
-    if found is None:
-        raise NotFound(f"no inbound message {message_id!r}")
-    return found
+    return _found(inbound.get_inbound(get_redis(), message_id), f"inbound message {message_id!r}")
 
 
 @bp.get("/inbound")

@@ -36,6 +36,7 @@ from app.keys import (
 )
 from app.mo_text import keyword_split
 from workers import events
+from workers.state import scan_newest
 
 Router = Callable[[dict[str, Any]], str | None]
 
@@ -209,23 +210,16 @@ def find_inbound(
         key = INDEX_IN_TO.format(to=to)
     else:
         key = INDEX_IN
-    found: list[dict[str, Any]] = []
-    page = max(limit * 2, 100)
-    for start in range(0, max_scan, page):
-        ids = r.zrevrange(key, start, start + page - 1)
-        if not ids:
-            break
-        for raw in r.mget([INBOUND.format(message_id=i.decode()) for i in ids]):
-            if raw is None:
-                continue
-            data = orjson.loads(raw)
-            if (
-                (sender and data.get("from") != sender)
-                or (to and data.get("to") != to)
-                or (keyword and (data.get("keyword") or "").upper() != keyword.upper())
-            ):
-                continue
-            found.append(data)
-            if len(found) >= limit:
-                return found
-    return found
+    return scan_newest(
+        r,
+        key,
+        INBOUND,
+        orjson.loads,
+        lambda data: not (
+            (sender and data.get("from") != sender)
+            or (to and data.get("to") != to)
+            or (keyword and (data.get("keyword") or "").upper() != keyword.upper())
+        ),
+        limit,
+        max_scan,
+    )

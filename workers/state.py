@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -277,17 +278,39 @@ def find_messages(
     """Newest first (by arrival), filtered like Infobip's /sms/1/logs. Scans at most `max_scan`."""
     if to and not bulk_id:
         return _find_by_recipient(r, to, general_status, sent_since, sent_until, limit, max_scan)
-    key = INDEX_BULK.format(bulk_id=bulk_id) if bulk_id else INDEX_ALL
+    return scan_newest(
+        r,
+        INDEX_BULK.format(bulk_id=bulk_id) if bulk_id else INDEX_ALL,
+        MESSAGE,
+        lambda blob: _message_view(blob, with_history=False),
+        lambda view: _matches(view, bulk_id, to, general_status, sent_since, sent_until),
+        limit,
+        max_scan,
+    )
+
+
+def scan_newest(
+    r: Redis,
+    index: str,
+    value_key: str,
+    decode: Callable[[bytes], dict[str, Any] | None],
+    keep: Callable[[dict[str, Any]], bool],
+    limit: int,
+    max_scan: int,
+) -> list[dict[str, Any]]:
+    """Walk an index zset newest first, a page at a time; fetch the values (`value_key` with
+    `{message_id}`) with one MGET per page; keep what `keep` accepts, up to `limit`. Entries
+    whose value expired are skipped. At most `max_scan` index entries are looked at."""
     found: list[dict[str, Any]] = []
     page = max(limit * 2, 100)
     for start in range(0, max_scan, page):
-        ids = r.zrevrange(key, start, start + page - 1)
+        ids = r.zrevrange(index, start, start + page - 1)
         if not ids:
             break
-        for blob in r.mget([MESSAGE.format(message_id=i.decode()) for i in ids]):
-            view = _message_view(blob, with_history=False)
-            if view and _matches(view, bulk_id, to, general_status, sent_since, sent_until):
-                found.append(view)
+        for blob in r.mget([value_key.format(message_id=i.decode()) for i in ids]):
+            value = decode(blob) if blob else None
+            if value is not None and keep(value):
+                found.append(value)
                 if len(found) >= limit:
                     return found
     return found
