@@ -32,7 +32,7 @@ test-faults: install
 
 ## The long fuzz run, over 100,000 generated inputs (HYPOTHESIS_PROFILE=long unless set otherwise).
 fuzz: install
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-long} $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-long} $(PY) -m pytest -q -s tests/test_fuzz.py --hypothesis-show-statistics
 
 ## Benchmarks (docs/BENCHMARKS.md): a short run of every bar, each printed as PASS/FAIL with its
 ## figure and baseline, results in var/bench/results.json. Under five minutes; not part of `make test`.
