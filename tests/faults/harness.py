@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import redis
@@ -44,6 +45,7 @@ from tools.redis_server import EmbeddedRedis, free_port
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CONSUMER = "crm"
+MO_MARK = "-mo-"  # in the messageId of the load's inbound SMS
 POLL = 0.2  # seconds between two looks at the system in every wait loop
 
 
@@ -262,10 +264,10 @@ class Stack:
     # --- what the tests look at ---------------------------------------------------------------
 
     def persisted(self, message_ids: list[str]) -> set[str]:
-        """The messageIds whose state (msg:<id>) is in Redis."""
+        """The messageIds whose state is in Redis: msg:<id> for a report, in:<id> for an MO."""
         pipe = self.r.pipeline(transaction=False)
         for message_id in message_ids:
-            pipe.exists(f"msg:{message_id}")
+            pipe.exists(f"in:{message_id}" if MO_MARK in message_id else f"msg:{message_id}")
         return {m for m, found in zip(message_ids, pipe.execute(), strict=True) if found}
 
     def logs(self) -> str:
@@ -303,14 +305,17 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 @dataclass
 class Bucket:
     ids: list[str]
-    body: bytes
+    body: bytes | None
+    path: str = f"/infobip/dlr?token={TOKEN}"
+    method: str = "POST"
     due: float = 0.0
     attempts: int = 0
 
 
 @dataclass
 class LoadClient:
-    """Posts buckets of `size` unique reports at `rate` requests a second, from one thread.
+    """Posts buckets of `size` unique reports at `rate` requests a second, from one thread, and
+    every `mo_every`-th request an inbound SMS instead.
 
     A bucket answered 200 is acknowledged (its messageIds go to `acked`); any other answer or a
     connection error means not acknowledged, and the bucket is resent `retry_delay` later (as
@@ -324,6 +329,7 @@ class LoadClient:
     size: int = 20
     retry_delay: float = 1.0
     max_requests: int = 20_000
+    mo_every: int = 5  # every fifth request is an inbound SMS forward (0: none)
     acked: set[str] = field(default_factory=set)
     sent: list[str] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
@@ -333,6 +339,7 @@ class LoadClient:
     timeline: list[tuple[float, int | str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._made = 0
         self._new = threading.Event()
         self._new.set()
         self._halt = threading.Event()
@@ -345,6 +352,15 @@ class LoadClient:
         return self
 
     def _bucket(self) -> Bucket:
+        """Mostly a bucket of reports; every `mo_every`-th request an inbound SMS forward (GET),
+        which takes the same path through lanes, state and fan-out."""
+        self._made += 1
+        if self.mo_every and self._made % self.mo_every == 0:
+            message_id = f"{self.prefix}{MO_MARK}{self._made:06d}"
+            self.sent.append(message_id)
+            query = urlencode({"token": TOKEN, "sender": "38598111", "receiver": "41793026727",
+                               "text": f"Hello {self._made}", "messageid": message_id})
+            return Bucket([message_id], None, f"/infobip/mo?{query}", "GET")
         start = len(self.sent)
         ids = [f"{self.prefix}-{n:06d}" for n in range(start, start + self.size)]
         self.sent.extend(ids)
@@ -353,7 +369,7 @@ class LoadClient:
     def _post(self, bucket: Bucket) -> None:
         bucket.attempts += 1
         try:
-            status, data, resp = request(self.port, "POST", f"/infobip/dlr?token={TOKEN}", bucket.body,
+            status, data, resp = request(self.port, bucket.method, bucket.path, bucket.body,
                                          {"Content-Type": "application/json"})
         except (OSError, http.client.HTTPException) as err:
             status, data, resp = type(err).__name__, b"", None
@@ -432,7 +448,8 @@ def assert_nothing_lost(stack: Stack, load: LoadClient, consumer: ConsumerServer
     assert all(len(ids) == 1 for ids in got.values()), "one event per report: one event id per messageId"
     copies = sum(sum(ids.values()) for ids in got.values())
     figures = {
-        "reportsSent": len(load.sent),
+        "reportsSent": sum(1 for m in load.sent if MO_MARK not in m),
+        "inboundSmsSent": sum(1 for m in load.sent if MO_MARK in m),
         "acknowledged": len(acked),
         "persisted": len(stack.persisted(acked)),
         "deliveredDistinctEventIds": len(got),
