@@ -40,7 +40,7 @@ def nothing_pending(stack) -> bool:
 def test_consumer_down_then_back_delivers_once_and_dead_letters_replay(stack, load, consumer):
     # Every failed attempt is a round trip: at five attempts per event, 20 events a second keep
     # the one delivery job of the consumer within what it can try (~150 attempts a second here).
-    client = load(rate=2, size=10)
+    client = load(rate=2, size=10, mo_every=5)
     wait_for(lambda: len(delivered(consumer)) >= 100, 30, "first deliveries")
 
     consumer.script(PATH, then=Answer(503))

@@ -23,7 +23,7 @@ DOWN_FOR = 6.0  # seconds Redis stays down, under load
 
 
 def test_redis_sigkilled_and_restarted_loses_nothing_acknowledged(stack, load, consumer):
-    client = load(rate=10, size=20)
+    client = load(rate=10, size=20, mo_every=5)
     wait_for(lambda: len(client.acked) >= 200, 30, "the load to be acknowledged")
     acked_before = len(client.acked)
     refused_before = client.count(503)

@@ -31,7 +31,7 @@ KILLS = 3
 
 
 def test_gunicorn_worker_sigkilled_only_in_flight_requests_fail(stack, load, consumer):
-    clients: list[LoadClient] = [load(rate=8, size=20) for _ in range(CLIENTS)]
+    clients: list[LoadClient] = [load(rate=8, size=20, mo_every=5) for _ in range(CLIENTS)]
     wait_for(lambda: all(len(c.acked) >= 100 for c in clients), 30, "the load to be acknowledged")
     master = stack.procs["web"].pid
     killed: list[int] = []

@@ -66,7 +66,7 @@ def kill_mid_batch(stack) -> tuple[str, list[str], float] | None:
 
 
 def test_worker_sigkilled_mid_batch_loses_nothing(stack, load, consumer):
-    client = load(rate=10, size=20)
+    client = load(rate=10, size=20, mo_every=5)
     wait_for(lambda: len(client.acked) >= 200, 30, "the load to be acknowledged")
     wait_for(lambda: consumer.requests("/crm"), 30, "first deliveries")
     attempts = 0
