@@ -40,8 +40,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}")
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from one pass over /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -49,18 +50,22 @@ def children_of(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+        table[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return table
 
 
-def tree(pid: int) -> list[int]:
+def children_of(pid: int, table: dict[int, int] | None = None) -> list[int]:
+    return [child for child, parent in (table or parents()).items() if parent == pid]
+
+
+def tree(pid: int, table: dict[int, int] | None = None) -> list[int]:
     """`pid` and its descendants (gunicorn workers, rq work-horses), from /proc; bounded."""
+    table = table or parents()
     found, todo = [pid], [pid]
     for _ in range(1000):
         if not todo:
             break
-        children = children_of(todo.pop())
+        children = children_of(todo.pop(), table)
         found.extend(children)
         todo.extend(children)
     return found
@@ -92,9 +97,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def tree_rss_mib(pid: int) -> float:
+def tree_rss_mib(pid: int, table: dict[int, int] | None = None) -> float:
     """Resident memory of a process and its descendants (gunicorn master + workers), MiB."""
-    return sum(rss_kib(p) for p in tree(pid)) / 1024
+    return sum(rss_kib(p) for p in tree(pid, table)) / 1024
 
 
 class Procs:

@@ -32,7 +32,7 @@ import orjson
 import redis
 
 from bench.legs import sample_report
-from bench.procs import BIN, ROOT, Procs, free_port, rss_kib, tree, tree_rss_mib, wait_for
+from bench.procs import BIN, ROOT, Procs, free_port, parents, rss_kib, tree, tree_rss_mib, wait_for
 from tools.redis_server import EmbeddedRedis, find_binary
 
 OUT = ROOT / "var" / "bench"
@@ -581,10 +581,12 @@ class RssSampler:
     def _run(self) -> None:
         started = time.monotonic()
         for _ in range(100_000):  # bounded: one a second
-            sample = {"t": round(time.monotonic() - started, 1), "web": round(tree_rss_mib(self.web), 1)}
+            table = parents()  # one pass over /proc per sample
+            sample = {"t": round(time.monotonic() - started, 1),
+                      "web": round(tree_rss_mib(self.web, table), 1)}
             for role, pids in self.rq_roles.items():
                 sample[role] = round(sum(rss_kib(p) for p in pids) / 1024, 1)
-                horses = [c for p in pids for c in tree(p)[1:]]
+                horses = [c for p in pids for c in tree(p, table)[1:]]
                 sample[f"{role}-horse"] = round(sum(rss_kib(c) for c in horses) / 1024, 1)
             self.samples.append(sample)
             if self._halt.wait(1.0):
