@@ -101,3 +101,24 @@ def ids_in_lane(lane: int, count: int, lanes: int = 4, prefix: str = "msg") -> l
             found.append(candidate)
         n += 1
     return found
+
+
+# The seed's MO forward templates ("ПЕРЕНАПРАВЛЕНИЕ ПОЛУЧЕННЫХ СООБЩЕНИЙ (PUSH)"), literally.
+SEED_TEXT = "https://some.server.com/incoming_sms.php?who=%sender%&what=%text%&output=xml"
+SEED_BIN = "https://some.server.com/incoming_sms.php?who=%sender%&what=%bin%"
+
+# The seed's pull example ("ПОЛУЧЕНИЕ ВХОДЯЩИХ СООБЩЕНИЙ – метод PULL"), literally.
+SEED_PULL = b"""{
+  "results": [
+    {
+      "messageId": "ff4804ef-6ab6-4abd-984d-ab3b1387e823",
+      "from": "38598111",
+      "to": "41793026727",
+      "text": "KEY Test message",
+      "cleanText": "Test message",
+      "keyword": "KEY",
+      "receivedAt": "2015-02-15T11:43:20.254+0100",
+      "smsCount": 1
+    }
+  ]
+}"""

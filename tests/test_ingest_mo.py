@@ -18,30 +18,13 @@ from app import create_app
 from app.errors import ConfigError
 from app.keys import EVENT_STREAM, INDEX_IN, PARTS, PARTS_PENDING, QUARANTINE
 from tests.conftest import BASIC_PASSWORD, TOKEN, Infobip, basic_header, run_workers
-from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY
+from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, SEED_BIN, SEED_PULL, SEED_TEXT
 from tools.redis_server import free_port
 from workers import events, sweep
 from workers.settings import routes, settings
 
-SEED_TEXT = "https://some.server.com/incoming_sms.php?who=%sender%&what=%text%&output=xml"
-SEED_BIN = "https://some.server.com/incoming_sms.php?who=%sender%&what=%bin%"
 PATH_TEMPLATE = "https://sms.example.com/infobip/mo/%receiver%/%sender%?text=%text%"
 
-# The seed's pull example ("ПОЛУЧЕНИЕ ВХОДЯЩИХ СООБЩЕНИЙ – метод PULL"), literally.
-SEED_PULL = b"""{
-  "results": [
-    {
-      "messageId": "ff4804ef-6ab6-4abd-984d-ab3b1387e823",
-      "from": "38598111",
-      "to": "41793026727",
-      "text": "KEY Test message",
-      "cleanText": "Test message",
-      "keyword": "KEY",
-      "receivedAt": "2015-02-15T11:43:20.254+0100",
-      "smsCount": 1
-    }
-  ]
-}"""
 SEED_PULL_ID = "ff4804ef-6ab6-4abd-984d-ab3b1387e823"
 FORM = "application/x-www-form-urlencoded"
 SENDER, RECEIVER = "38598123123", "41793026727"

@@ -20,27 +20,11 @@ from marshmallow import ValidationError
 from app import mo
 from app.errors import InvalidPayload, UnsupportedMediaType
 from app.mo_template import Template
+from tests.samples import SEED_BIN, SEED_PULL, SEED_TEXT
 
 DEFAULT = Template.default()
-SEED_TEXT = "https://some.server.com/incoming_sms.php?who=%sender%&what=%text%&output=xml"
-SEED_BIN = "https://some.server.com/incoming_sms.php?who=%sender%&what=%bin%"
 BOTH = "https://sms.example.com/infobip/mo?s=%sender%&r=%receiver%&t=%text%&b=%bin%&dc=%datacoding%"
 
-# The seed's pull example ("ПОЛУЧЕНИЕ ВХОДЯЩИХ СООБЩЕНИЙ – метод PULL"), literally.
-SEED_PULL = b"""{
-  "results": [
-    {
-      "messageId": "ff4804ef-6ab6-4abd-984d-ab3b1387e823",
-      "from": "38598111",
-      "to": "41793026727",
-      "text": "KEY Test message",
-      "cleanText": "Test message",
-      "keyword": "KEY",
-      "receivedAt": "2015-02-15T11:43:20.254+0100",
-      "smsCount": 1
-    }
-  ]
-}"""
 SEED_PULL_ITEM = orjson.loads(SEED_PULL)["results"][0]
 
 
