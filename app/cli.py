@@ -117,15 +117,18 @@ def stats(bulks: int) -> None:
 @click.option("--resend", default=0.05, show_default=True, help="share of buckets Infobip sends twice")
 @click.option("--mo", default=50, show_default=True, help="inbound messages")
 @click.option("--long", "long_ratio", default=0.2, show_default=True, help="share of MO sent as 3 UDH parts")
+@click.option("--mo-template", default=None,
+              help="send MO by GET on this URL template (as MO_URL_TEMPLATE, path and query)")
 @click.option("--rate", default=50.0, show_default=True, help="requests per second")
 @click.option("--retry-scale", default=1 / 60, show_default=True,
               help="Infobip's retry waits are minutes; scale them (1/60: a minute becomes a second)")
 def simulate_command(url: str, token: str, messages: int, bucket: int, intermediate: float, xml: float,
-                     resend: float, mo: int, long_ratio: float, rate: float, retry_scale: float) -> None:
+                     resend: float, mo: int, long_ratio: float, mo_template: str | None, rate: float,
+                     retry_scale: float) -> None:
     """Push realistic Infobip traffic at a running instance and print a summary."""
     token = token or _dev_token()
     calls = [*simulate.campaign(messages, bucket, intermediate, xml, resend),
-             *simulate.inbound(mo, long_ratio)]
+             *simulate.inbound(mo, long_ratio, mo_template)]
     sender = simulate.Sender(url, token, rate, retry_scale)
     started = time.monotonic()
     with click.progressbar(calls, label=f"{len(calls)} requests to {url}") as bar:

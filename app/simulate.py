@@ -10,6 +10,7 @@ POST with the default names, and long messages as UDH parts sent out of order.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import orjson
 import urllib3
@@ -103,18 +104,35 @@ def _bucket_calls(reports: list[dict[str, Any]], xml: float, resend: float) -> I
         yield call  # Infobip resends a bucket when our answer came too late for it
 
 
-def inbound(count: int, long_ratio: float) -> Iterator[Call]:
-    """MO forwards with the default names: GET (Infobip's default), POST form, long UDH parts."""
+def from_template(template: str, fields: dict[str, str]) -> Call:
+    """The GET Infobip makes for a forward URL template (MO_URL_TEMPLATE): placeholders in the
+    path and in query values filled in, case-insensitively, as Infobip fills them."""
+    parts = urlsplit(template)
+
+    def fill(text: str, encode: bool) -> str:
+        for name, value in fields.items():
+            text = re.sub(f"%{name}%", quote(value, safe="") if encode else value, text, flags=re.IGNORECASE)
+        return text
+
+    query = {k: fill(v, encode=False) for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+    return Call("GET", fill(parts.path, encode=True), query=query)
+
+
+def inbound(count: int, long_ratio: float, template: str | None = None) -> Iterator[Call]:
+    """MO forwards: with the default names by GET (Infobip's default) and POST form, or by GET
+    on the operator's URL template when one is given; long messages as UDH parts."""
     keywords = ("STOP", "INFO", "WIN42", "HELLO")
     for n in range(count):
         sender = f"38598{random.randint(100000, 999999)}"
-        if random.random() < long_ratio:
+        if not template and random.random() < long_ratio:  # parts use the default names
             yield from _long_message(sender, n)
             continue
         params = {"sender": sender, "receiver": "41793026727", "datacoding": "0", "bin": "",
                   "text": f"{random.choice(keywords)} simulated message {n}",
                   "messageid": f"mo-{uuid.uuid4().hex[:16]}", "datetime": _now()}
-        if n % 2:
+        if template:
+            yield from_template(template, params)
+        elif n % 2:
             yield Call("GET", "/infobip/mo", query=params)
         else:
             yield Call("POST", "/infobip/mo", urlencode(params).encode(), "application/x-www-form-urlencoded")

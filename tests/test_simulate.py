@@ -44,6 +44,15 @@ def test_long_mo_parts_are_sent_out_of_order_with_udh():
     assert sorted(bytes.fromhex(p.query["bin"])[5] for p in parts) == [1, 2, 3]
 
 
+def test_mo_by_the_operators_template(app):
+    call = simulate.from_template("/in/%Receiver%/sms.php?who=%sender%&what=%TEXT%&output=xml",
+                                  {"sender": "38598123123", "receiver": "41 79", "text": "ABC"})
+    assert (call.method, call.path) == ("GET", "/in/41%2079/sms.php")
+    assert call.query == {"who": "38598123123", "what": "ABC", "output": "xml"}
+    calls = list(simulate.inbound(4, long_ratio=1.0, template="/infobip/mo?who=%sender%&what=%text%"))
+    assert len(calls) == 4 and all(set(c.query) == {"who", "what"} for c in calls)
+
+
 def test_simulate_then_stats(app, live_url, work, r):
     output = run(app, "simulate", "--url", live_url, "--token", TOKEN, "--messages", "300",
                  "--mo", "10", "--rate", "1000", "--resend", "0.5")

@@ -64,6 +64,7 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("PORT", "8080")
     env["DEV_MODE"] = "1"
+    env.setdefault("LOG_FORMAT", "text")  # readable lines here; JSON (the default) in production
     redis_server = None
     if not env.get("REDIS_URL"):
         port = 6379 if port_is_free(6379) else free_port()
