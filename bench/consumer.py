@@ -62,8 +62,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             writer.write(ANSWER)
             if header(head, b"connection").lower() == b"close":
                 return
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        return  # the peer went away, or we are stopping: nothing to answer
     finally:
         writer.close()
 
