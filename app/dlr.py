@@ -184,7 +184,27 @@ _SCHEMA = DeliveryReport()
 
 def load(item: Any) -> dict[str, Any]:
     """One raw report -> normalized `data` (SPEC §3). Raises ValidationError."""
-    loaded = _SCHEMA.load(item)
+    return _normalized(_SCHEMA.load(item), item)
+
+
+def load_all(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A bucket of raw reports -> (normalized `data` of the valid ones, `{"index", "errors"}` of
+    the others). One marshmallow pass with `many=True`: per report it costs about half of a
+    `load()` call each (docs/BENCHMARKS.md), and buckets of 100 are how campaigns report."""
+    try:
+        loaded, errors = _SCHEMA.load(raw_items, many=True), {}
+    except ValidationError as err:
+        loaded, errors = err.valid_data, err.messages
+    accepted, rejected = [], []
+    for index, (item, valid) in enumerate(zip(raw_items, loaded, strict=True)):
+        if index in errors:
+            rejected.append({"index": index, "errors": errors[index]})
+        else:
+            accepted.append(_normalized(valid, item))
+    return accepted, rejected
+
+
+def _normalized(loaded: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     warnings: list[str] = []
     status, final = classify_status(loaded.get("status"), warnings)
     data: dict[str, Any] = {

@@ -107,6 +107,9 @@ class DeliveryReportView(IngestView):
     kind = "dlr"
     parser = dlr
 
+    def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
+
 
 class InboundView(IngestView):
     """MO forwards: GET is Infobip's default, POST on request. Path placeholders of

@@ -12,11 +12,12 @@ Two sources, because the service runs as many processes:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import random
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,30 +46,39 @@ INGEST_SECONDS = Histogram(
 ITEMS = Counter("receiver_ingest_items", "Items received, by kind and outcome", ["kind", "outcome"])
 
 
+# `labels()` looks its child up under a lock on every call: the few children are kept here.
+_requests = functools.cache(REQUESTS.labels)
+_ingest_seconds = functools.cache(INGEST_SECONDS.labels)
+_items = functools.cache(ITEMS.labels)
+
+
 def observe_start() -> None:
     g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
     # Echoed in our answer and logs: only a plain token, never CR/LF or other header injection.
-    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+    # A request id needs to be unique, not secret: `random` (re-seeded in every forked process)
+    # does not make a system call as uuid4 does.
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
 
 
 def observe_end(response: Response) -> Response:
     """Count, time and log every request: one log line each, path without its query string."""
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
     duration = time.perf_counter() - g.get("started", time.perf_counter())
-    REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    _requests(endpoint, str(response.status_code)).inc()
     if endpoint.startswith("/infobip/"):
-        INGEST_SECONDS.labels(endpoint).observe(duration)
-    response.headers["X-Request-Id"] = g.get("request_id", "")
-    log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
+        _ingest_seconds(endpoint).observe(duration)
+    request_id = g.get("request_id", "")
+    response.headers["X-Request-Id"] = request_id
+    log.info("request", extra={"request_id": request_id, "method": request.method,
                                "path": request.path, "status": response.status_code,
                                "duration_ms": round(duration * 1000, 2)})
     return response
 
 
 def count_items(kind: str, accepted: int, rejected: int) -> None:
-    ITEMS.labels(kind, "accepted").inc(accepted)
-    ITEMS.labels(kind, "rejected").inc(rejected)
+    _items(kind, "accepted").inc(accepted)
+    _items(kind, "rejected").inc(rejected)
 
 
 class RedisCollector(Collector):

@@ -373,6 +373,21 @@ def test_non_object_item_is_invalid(item):
     assert caught.value.messages == {"_schema": ["Invalid input type."]}
 
 
+def test_a_bucket_loads_exactly_as_its_reports_one_by_one():
+    """load_all validates a bucket in one marshmallow pass: same data, same errors, same order."""
+    bucket = [*seed_items("notify_push.json"), *(item for item, _field in BAD_ITEMS.values()),
+              "m1", None, report("m2"), {**report("m3"), "sentAt": "yesterday"}]
+    one_by_one_accepted, one_by_one_rejected = [], []
+    for index, item in enumerate(bucket):
+        try:
+            one_by_one_accepted.append(dlr.load(item))
+        except ValidationError as err:
+            one_by_one_rejected.append({"index": index, "errors": err.messages})
+    assert dlr.load_all(bucket) == (one_by_one_accepted, one_by_one_rejected)
+    assert len(one_by_one_accepted) == len(seed_items("notify_push.json")) + 1
+    assert len(one_by_one_rejected) == len(BAD_ITEMS) + 3
+
+
 # --- finding the items ----------------------------------------------------------------------
 
 
