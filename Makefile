@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile wrk
+.PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile bench-cpu wrk
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-full: install wrk
 bench-profile: install wrk
 	$(PY) -m pip install --quiet --disable-pip-version-check py-spy==0.4.3
 	$(PY) -m bench.profile
+
+## CPU per request by process (gunicorn, redis-server) and idle time, for bare Flask, LPUSH and ours.
+bench-cpu: install wrk
+	$(PY) -m bench.cpu
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \

@@ -146,3 +146,4 @@ def test_the_embedded_redis_fsyncs_every_write(r):
     """`make run` and the test suites run Redis as deploy/redis.conf does: AOF, appendfsync always."""
     assert r.config_get("appendonly") == {"appendonly": "yes"}
     assert r.config_get("appendfsync") == {"appendfsync": "always"}
+    assert r.config_get("auto-aof-rewrite-min-size") == {"auto-aof-rewrite-min-size": str(256 * 1024**2)}

@@ -60,6 +60,9 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir.resolve()),
             "--appendonly", "yes",
             "--appendfsync", self.fsync,
+            # As deploy/redis.conf: Redis's default (64mb) rewrote the AOF every few seconds of a
+            # bucket burst, and fsyncs wait behind a rewrite's writes (docs/BENCHMARKS.md).
+            "--auto-aof-rewrite-min-size", "256mb",
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
