@@ -9,35 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-POLL = 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = POLL) -> float:
-    """Poll until `predicate()` is truthy; return the seconds it took. Bounded in time and count."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}")
 
 
 def parents() -> dict[int, int]:

@@ -32,8 +32,9 @@ import orjson
 import redis
 
 from bench.legs import sample_report
-from bench.procs import BIN, ROOT, Procs, free_port, parents, rss_kib, tree, tree_rss_mib, wait_for
-from tools.redis_server import EmbeddedRedis, find_binary
+from bench.procs import BIN, ROOT, Procs, parents, rss_kib, tree, tree_rss_mib
+from tools.redis_server import EmbeddedRedis, find_binary, free_port
+from tools.wait import wait_for
 
 OUT = ROOT / "var" / "bench"
 LUA = ROOT / "bench" / "wrk"

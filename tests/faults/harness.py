@@ -40,6 +40,7 @@ import redis
 from tests.conftest import API_KEY, BASIC_PASSWORD, BASIC_USER, TOKEN
 from tests.consumers import SECRET, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
+from tools import wait
 from tools.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +50,9 @@ MO_MARK = "-mo-"  # in the messageId of the load's inbound SMS
 POLL = 0.2  # seconds between two looks at the system in every wait loop
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = POLL) -> float:
-    """Poll until `predicate()` is truthy; return the seconds it took. Bounded in time and count."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> float:
+    """tools.wait.wait_for at this harness's pace (POLL)."""
+    return wait.wait_for(predicate, timeout, what, interval=POLL)
 
 
 def secrets() -> dict[str, str]:
