@@ -189,7 +189,7 @@ def load(item: Any) -> dict[str, Any]:
 
 def load_all(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A bucket of raw reports -> (normalized `data` of the valid ones, `{"index", "errors"}` of
-    the others). One marshmallow pass with `many=True` costs ~30% less per report than a `load()`
+    the others). One marshmallow pass with `many=True` costs ~15% less per report than a `load()`
     call each (docs/BENCHMARKS.md), and buckets of 100 are how campaigns report."""
     try:
         loaded, errors = _SCHEMA.load(raw_items, many=True), {}
