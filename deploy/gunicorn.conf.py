@@ -26,6 +26,11 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"  # threads keep a slow client from holding a whole worker process
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# Every worker process gets its own listening socket and the kernel spreads new connections
+# over them. With one shared socket, whichever process woke first took a burst of connections:
+# wrk's 8 keep-alive connections all landed on one process in ~1 round of 3, and one core sat
+# idle while that process did all the work at half the rate (docs/BENCHMARKS.md, "Stalls").
+reuse_port = True
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
