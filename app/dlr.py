@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from app.classify import classify_error, classify_status
@@ -96,9 +97,9 @@ class RepeatedNested(fields.Nested):
 
     A campaign's reports repeat a handful of these objects (Infobip's status and error tables are
     small, a bulk has one price), and loading them was ~60% of the time ingest spent validating a
-    report (docs/BENCHMARKS.md, profile). A load depends only on the value, so a small object of
-    plain scalars is loaded once and later ones get a copy of that result; anything else, and
-    every invalid value, takes marshmallow's ordinary path.
+    report (docs/BENCHMARKS.md, profile). A load depends only on the value, so a small object is
+    loaded once and later ones get a copy of that result; anything else, and every invalid
+    value, takes marshmallow's ordinary path.
     """
 
     def _load(self, value: Any, partial: Any = None) -> Any:
@@ -111,28 +112,25 @@ class RepeatedNested(fields.Nested):
             raise ValidationError(error.messages, valid_data=error.valid_data) from error
 
 
-MAX_REMEMBERED_TEXT = 512  # characters of text in one remembered object: the cache stays small
+MAX_REMEMBERED_BYTES = 1024  # JSON text of one remembered object: the cache stays small
 
 
-def _plain_key(value: Any) -> tuple | None:
-    """A hashable key for a small dict of scalars, keeping each value's type (1, 1.0 and True are
-    equal in Python, not to the schema); None when the value is anything else."""
-    if not isinstance(value, dict) or len(value) > 16:
+def _plain_key(value: Any) -> bytes | None:
+    """The value's JSON text, when it is a small object: a key that keeps each value's type
+    (`1`, `1.0`, `true` and `"1"` are equal in Python or to a cache, not to the schema).
+    None for anything else, e.g. an integer orjson cannot write."""
+    if not isinstance(value, dict):
         return None
-    types = tuple(map(type, value.values()))
-    if not _SCALARS.issuperset(types):
+    try:
+        key = orjson.dumps(value)
+    except orjson.JSONEncodeError:
         return None
-    if sum(len(item) for item in value.values() if type(item) is str) > MAX_REMEMBERED_TEXT:
-        return None
-    return tuple(value.items()), types
-
-
-_SCALARS = frozenset((str, int, float, bool, type(None)))
+    return key if len(key) <= MAX_REMEMBERED_BYTES else None
 
 
 @lru_cache(maxsize=4096)
-def _load_plain(schema: type[Schema], key: tuple) -> dict[str, Any]:
-    return schema().load(dict(key[0]))
+def _load_plain(schema: type[Schema], key: bytes) -> dict[str, Any]:
+    return schema().load(orjson.loads(key))
 
 
 _FIELDS: dict[str, fields.Field] = {
@@ -153,7 +151,8 @@ _FIELDS: dict[str, fields.Field] = {
     "applicationId": fields.String(allow_none=True),
     "campaignReferenceId": fields.String(allow_none=True),
 }
-_STRING_FIELDS = {name for name, f in _FIELDS.items() if isinstance(f, fields.String)}
+# Fields whose empty value (an empty XML element) means "absent": numbers, dates, objects.
+_TYPED_FIELDS = frozenset(name for name, f in _FIELDS.items() if not isinstance(f, fields.String))
 
 # Infobip's v3 report names -> the v2 names we normalize to (SPEC §2.1).
 ALIASES = {"sender": "from", "messageCount": "smsCount", "mccmnc": "mccMnc"}
@@ -176,7 +175,7 @@ class DeliveryReport(Schema.from_dict(_FIELDS)):  # type: ignore[misc]
             for key in ("entityId", "applicationId"):
                 item.setdefault(key, platform.get(key))
         # An empty value of a number or object field (an empty XML element) means "absent".
-        return {k: v for k, v in item.items() if not (_blank(v) and k in _FIELDS and k not in _STRING_FIELDS)}
+        return {k: v for k, v in item.items() if not (k in _TYPED_FIELDS and _blank(v))}
 
 
 _SCHEMA = DeliveryReport()
