@@ -1,7 +1,10 @@
 """gunicorn settings for the web tier (`gunicorn -c deploy/gunicorn.conf.py "app:create_app()"`).
 
-The access log leaves out the query string (`%(U)s`, not `%(r)s`): notifyUrls carry the
-ingest token as `?token=...`, and secrets must never reach logs.
+One log line per request: the app's JSON line (app/metrics.py: request id, method, path
+without its query string, status, duration). gunicorn's own access log would be a second line
+per request, ~8% of a worker's CPU under load (docs/BENCHMARKS.md), so it is off. Turned on
+(`GUNICORN_CMD_ARGS="--access-logfile -"`), it too leaves out the query string (`%(U)s`, not
+`%(r)s`): notifyUrls carry the ingest token as `?token=...`, and secrets must never reach logs.
 
 gunicorn writes the raw request line of a request it refuses itself (bad bytes, bad header)
 to the error log: that line holds the query string too, so the logger drops query strings.
@@ -34,7 +37,7 @@ reuse_port = True
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
+accesslog = None  # the app logs every request (see above)
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
 

@@ -114,7 +114,8 @@ def test_redis_conf_is_durable_and_never_evicts():
 def test_gunicorn_access_log_never_writes_query_strings(monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unused")  # the file sets it when unset
     conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
-    fmt = conf["access_log_format"]
+    assert conf["accesslog"] is None  # the app's JSON line is the one line per request
+    fmt = conf["access_log_format"]  # for an operator who turns it on
     assert "%(U)s" in fmt
     for leaky in ("%(r)s", "%(q)s", "%(f)s"):  # request line, query, referer
         assert leaky not in fmt
