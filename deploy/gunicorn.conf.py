@@ -15,6 +15,7 @@ thread for ever, and WEB_CONCURRENCY x WEB_THREADS such clients stopped the serv
 past the deadline fails; the app answers 408 and the connection is closed.
 """
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -52,6 +53,13 @@ def on_starting(server):
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(path, ignore_errors=True)  # counts of an earlier run are not ours
     os.makedirs(path, exist_ok=True)
+
+
+def post_worker_init(worker):
+    """The app is loaded: its ~54,000 objects (Flask, marshmallow, redis-py, the code tables)
+    live as long as the worker. Frozen, they leave the garbage collector's full passes, which
+    took ~50 ms each, a pause for every request in flight (docs/BENCHMARKS.md, latency)."""
+    gc.freeze()
 
 
 def child_exit(server, worker):
