@@ -4,13 +4,20 @@ Infobip's own samples contradict its tables (SPEC §2.1): a status with groupId 
 groupName PENDING, status id 1 named PENDING_WAITING_DELIVERY, status id 0 that no table has,
 error group "Ok" beside "OK". Such reports are accepted: groupName wins over groupId, missing
 names and descriptions are filled from the tables, and every contradiction becomes a warning.
+
+A classification depends only on the object, and a campaign's reports repeat a handful of
+statuses and errors: each distinct object is classified once and remembered (app/memo.py).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from app.codes import ERROR_GROUPS, FINAL_GROUP_IDS, GSM_ERRORS, STATUS_GROUPS, STATUSES, Group
+from app.memo import json_key
 
 _STATUS_GROUPS_BY_NAME = {g.name.upper(): g for g in STATUS_GROUPS.values()}
 _ERROR_GROUPS_BY_NAME = {g.name.upper(): g for g in ERROR_GROUPS.values()}
@@ -63,6 +70,33 @@ def classify_status(status: dict[str, Any] | None, warnings: list[str]) -> tuple
     if not status:
         warnings.append("report has no status")
         return status, False
+    filled, final = _remembered(_classify_status, status, warnings)
+    return filled, final
+
+
+def classify_error(error: dict[str, Any] | None, warnings: list[str]) -> dict[str, Any] | None:
+    if not error:
+        return error
+    (filled,) = _remembered(_classify_error, error, warnings)
+    return filled
+
+
+def _remembered(classify: Any, obj: dict[str, Any], warnings: list[str]) -> tuple:
+    """`classify(obj)` -> (filled dict, *rest, warnings), once per distinct object; the caller
+    gets its own copy of the filled dict and the warnings added to its list."""
+    key = json_key(obj)
+    filled, *rest, found = classify(obj) if key is None else _by_text(classify, key)
+    warnings.extend(found)
+    return (dict(filled), *rest)
+
+
+@lru_cache(maxsize=4096)
+def _by_text(classify: Any, key: bytes) -> tuple:
+    return classify(orjson.loads(key))
+
+
+def _classify_status(status: dict[str, Any]) -> tuple[dict[str, Any], bool, tuple[str, ...]]:
+    warnings: list[str] = []
     row = STATUSES.get(status.get("id"))
     usable = _check_row("status", status, row, warnings)
     group = _resolve_group("status", status, STATUS_GROUPS, _STATUS_GROUPS_BY_NAME, warnings)
@@ -72,12 +106,11 @@ def classify_status(status: dict[str, Any] | None, warnings: list[str]) -> tuple
         warnings.append("status group unknown; treated as intermediate")
     fields = {"name": row.name, "description": row.description, "action": row.action} if usable else {}
     filled = _fill(status, group, {k: v for k, v in fields.items() if v is not None})
-    return filled, group is not None and group.id in FINAL_GROUP_IDS
+    return filled, group is not None and group.id in FINAL_GROUP_IDS, tuple(warnings)
 
 
-def classify_error(error: dict[str, Any] | None, warnings: list[str]) -> dict[str, Any] | None:
-    if not error:
-        return error
+def _classify_error(error: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    warnings: list[str] = []
     row = GSM_ERRORS.get(error.get("id"))
     usable = _check_row("error", error, row, warnings)
     group = _resolve_group("error", error, ERROR_GROUPS, _ERROR_GROUPS_BY_NAME, warnings)
@@ -86,4 +119,4 @@ def classify_error(error: dict[str, Any] | None, warnings: list[str]) -> dict[st
     fields = (
         {"name": row.name, "description": row.description, "permanent": row.permanent} if usable else {}
     )
-    return _fill(error, group, fields)
+    return _fill(error, group, fields), tuple(warnings)

@@ -21,6 +21,7 @@ from app.classify import classify_error, classify_status
 from app.clock import utc_text
 from app.decode import xml_list
 from app.errors import InvalidPayload
+from app.memo import json_key
 
 
 class InfobipDateTime(fields.Field):
@@ -98,34 +99,18 @@ class RepeatedNested(fields.Nested):
     A campaign's reports repeat a handful of these objects (Infobip's status and error tables are
     small, a bulk has one price), and loading them was ~60% of the time ingest spent validating a
     report (docs/BENCHMARKS.md, profile). A load depends only on the value, so a small object is
-    loaded once and later ones get a copy of that result; anything else, and every invalid
-    value, takes marshmallow's ordinary path.
+    loaded once (app/memo.py) and later ones get a copy of that result; anything else, and
+    every invalid value, takes marshmallow's ordinary path.
     """
 
     def _load(self, value: Any, partial: Any = None) -> Any:
-        key = _plain_key(value)
+        key = json_key(value)
         if key is None or partial:
             return super()._load(value, partial=partial)
         try:
             return dict(_load_plain(self.nested, key))
         except ValidationError as error:  # as Nested._load raises it
             raise ValidationError(error.messages, valid_data=error.valid_data) from error
-
-
-MAX_REMEMBERED_BYTES = 1024  # JSON text of one remembered object: the cache stays small
-
-
-def _plain_key(value: Any) -> bytes | None:
-    """The value's JSON text, when it is a small object: a key that keeps each value's type
-    (`1`, `1.0`, `true` and `"1"` are equal in Python or to a cache, not to the schema).
-    None for anything else, e.g. an integer orjson cannot write."""
-    if not isinstance(value, dict):
-        return None
-    try:
-        key = orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return None
-    return key if len(key) <= MAX_REMEMBERED_BYTES else None
 
 
 @lru_cache(maxsize=4096)
