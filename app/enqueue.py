@@ -8,12 +8,15 @@ costs ingest most of its speed; a campaign sends millions of reports in minutes.
    after Redis wrote it (AOF `appendfsync always` in our Redis configs).
 2. Each lane has at most one drain job at a time. Its lock `drain:<lane>` holds the job id;
    whoever pushes to a lane with no lock takes the lock and enqueues the drain job (`kick`).
-3. The drain job `claim()`s up to BATCH_SIZE items by moving them to `batch:<lane>:<job id>`, applies
-   them, and deletes that key in the same transaction that writes their state. A job killed
-   mid-batch leaves the key; RQ re-runs the job (same id) and it applies the same batch again;
-   state writes are idempotent by event id, so nothing happens twice.
+3. The drain job `claim()`s up to BATCH_SIZE items by moving them to `batch:<lane>:<job id>`
+   (listed in the `claimed` set), applies them, and drops that key (`done()`) in the same
+   transaction that writes their state. A job killed mid-batch leaves the key; RQ re-runs the
+   job (same id) and it applies the same batch again; state writes are idempotent by event id,
+   so nothing happens twice.
 4. When a job finds its lane owned by someone else, it `hand_back()`s its batch to the inbox.
-   A periodic sweep (workers/sweep.py) re-kicks idle lanes and hands back orphaned batches.
+   A periodic sweep (workers/sweep.py) re-kicks idle lanes and hands back orphaned batches,
+   found in the `claimed` set: a SCAN of the keyspace for them cost Redis ~2 s per sweep at
+   a million stored messages, every 10 s (docs/BENCHMARKS.md).
 
 The same protocol, as a `Channel`, carries events from state to each consumer's outbox.
 """
@@ -31,6 +34,7 @@ from rq import Queue, Retry
 
 from app.keys import (
     BATCH_PREFIX,
+    CLAIMED,
     DELIVERY_QUEUE,
     INBOX,
     LANE_LOCK,
@@ -46,13 +50,15 @@ LOCK_TTL = 30  # seconds; refreshed by every batch the owner applies (see worker
 DRAIN_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 30, 60, 120, 300, 600, 600])
 
 # Move up to ARGV[1] items from the inbox to the job's batch key, unless the job already holds
-# a batch (a re-run after a crash), in which case that batch is returned again.
+# a batch (a re-run after a crash), in which case that batch is returned again. A batch key
+# that exists is listed in the claimed set (KEYS[3]).
 _CLAIM = """
 local held = redis.call('LRANGE', KEYS[2], 0, -1)
-if #held > 0 then return held end
+if #held > 0 then redis.call('SADD', KEYS[3], KEYS[2]) return held end
 local items = redis.call('LPOP', KEYS[1], ARGV[1])
-if not items then return {} end
+if not items or #items == 0 then return {} end
 redis.call('RPUSH', KEYS[2], unpack(items))
+redis.call('SADD', KEYS[3], KEYS[2])
 return items
 """
 
@@ -61,6 +67,7 @@ _HAND_BACK = """
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
 redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], KEYS[1])
 return #items
 """
 
@@ -120,10 +127,15 @@ class Channel:
         return bool(r.eval(_OWN, 1, self.lock, job_id, LOCK_TTL))
 
     def claim(self, r: Redis, job_id: str, size: int = BATCH_SIZE) -> list[bytes]:
-        return r.eval(_CLAIM, 2, self.inbox, self.batch(job_id), size)
+        return r.eval(_CLAIM, 3, self.inbox, self.batch(job_id), CLAIMED, size)
+
+    def done(self, pipe: Pipeline, job_id: str) -> None:
+        """The job's batch is applied: drop it, in the transaction that applied it."""
+        pipe.delete(self.batch(job_id))
+        pipe.srem(CLAIMED, self.batch(job_id))
 
     def hand_back(self, r: Redis, job_id: str) -> int:
-        return r.eval(_HAND_BACK, 2, self.batch(job_id), self.inbox)
+        return r.eval(_HAND_BACK, 3, self.batch(job_id), self.inbox, CLAIMED)
 
     def release(self, r: Redis, job_id: str) -> int:
         """Give up the channel; returns how many items wait in it (to re-own and go on)."""

@@ -16,6 +16,7 @@ DELIVERY_QUEUE = "deliveries"  # the RQ queue of consumer deliveries: a slow con
 INBOX = "inbox:{lane}"  # list of JSON items, RPUSHed by ingest
 LANE_LOCK = "drain:{lane}"  # value: id of the drain job that owns the lane
 BATCH_PREFIX = "batch:{lane}"  # + ":<job id>": items a drain job has claimed, not yet applied
+CLAIMED = "claimed"  # set of every batch key (lanes and outboxes) that exists: the sweep's list
 
 QUARANTINE = "quarantine"  # list of rejected inputs, newest first, capped
 

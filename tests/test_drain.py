@@ -15,7 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from app import enqueue
-from app.keys import EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from app.keys import CLAIMED, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, state, sweep
 
@@ -51,6 +51,7 @@ def assert_applied_once(r, ids: list[str]) -> None:
 def assert_lane_idle(r, lane: int = LANE) -> None:
     assert r.llen(INBOX.format(lane=lane)) == 0
     assert r.keys(enqueue.lane(lane).batch("*")) == []
+    assert not [key for key in r.smembers(CLAIMED) if key.startswith(b"batch:")]  # none left listed
     assert r.get(LANE_LOCK.format(lane=lane)) is None
 
 
@@ -209,6 +210,27 @@ def test_hand_back_keeps_order_ahead_of_newer_items(r):
     assert enqueue.lane(LANE).hand_back(r, "job-1") == 2
     assert inbox(r) == ids
     assert enqueue.lane(LANE).hand_back(r, "job-1") == 0
+
+
+def test_claimed_batches_are_listed_while_they_exist(r):
+    """The sweep finds batches in the `claimed` set instead of scanning every key: each batch
+    that exists must be listed (a re-run's too), and none that is gone."""
+    channel = enqueue.lane(LANE)
+    fill(r, 4)
+    channel.claim(r, "job-1", size=2)
+    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
+    r.srem(CLAIMED, channel.batch("job-1"))  # e.g. claimed by a version before the set
+    channel.claim(r, "job-1")  # the re-run gets its batch back, listed again
+    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
+    channel.hand_back(r, "job-1")
+    assert r.smembers(CLAIMED) == set()
+    assert channel.claim(r, "job-2", size=0) == [] and r.smembers(CLAIMED) == set()  # nothing claimed
+
+
+def test_sweep_unlists_a_listed_batch_that_is_gone(r):
+    r.sadd(CLAIMED, enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
+    assert sweep.sweep(r).get("handedBack", 0) == 0
+    assert r.smembers(CLAIMED) == set()
 
 
 # --- the sweep ------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def send_batch(
         pipe.zadd(RETRIES.format(consumer=consumer.name), dict.fromkeys(untried, time.time() + wait))
     elif untried:
         pipe.lpush(channel.inbox, *reversed(untried))  # back to the head, in order
-    pipe.delete(channel.batch(job_id))
+    channel.done(pipe, job_id)
     pipe.execute()
 
 

@@ -110,7 +110,7 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         pipe.multi()
         state.write(pipe, envelopes)
         fanout.emit(pipe, new_events)
-        pipe.delete(channel.batch(job_id))
+        channel.done(pipe, job_id)
         pipe.expire(channel.lock, enqueue.LOCK_TTL)
         try:
             pipe.execute()

@@ -25,7 +25,7 @@ from rq import get_current_job
 
 from app import enqueue
 from app.clock import now_text
-from app.keys import INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
+from app.keys import CLAIMED, INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
 from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
@@ -42,11 +42,10 @@ def run() -> dict[str, int]:
 def sweep(r: Redis) -> dict[str, int]:
     cfg = settings()
     done: Counter[str] = Counter()
-    for pattern in ("batch:*", "dbatch:*"):
-        for key in r.scan_iter(match=pattern, count=1000):
-            channel, job_id = enqueue.channel_of_batch(key.decode())
-            if r.get(channel.lock) != job_id.encode():
-                done["handedBack"] += channel.hand_back(r, job_id)
+    for key in r.smembers(CLAIMED):  # a handful: one per running job, not a scan of every key
+        channel, job_id = enqueue.channel_of_batch(key.decode())
+        if r.get(channel.lock) != job_id.encode():
+            done["handedBack"] += channel.hand_back(r, job_id)  # also unlists a key already gone
     for lane in range(cfg["DRAIN_LANES"]):
         channel = enqueue.lane(lane)
         if r.llen(channel.inbox) and channel.kick(r):
