@@ -17,6 +17,7 @@ INBOX = "inbox:{lane}"  # list of JSON items, RPUSHed by ingest
 LANE_LOCK = "drain:{lane}"  # value: id of the drain job that owns the lane
 BATCH_PREFIX = "batch:{lane}"  # + ":<job id>": items a drain job has claimed, not yet applied
 CLAIMED = "claimed"  # set of every batch key (lanes and outboxes) that exists: the sweep's list
+CLAIMED_SCANNED = "claimed:scanned"  # marker: batches claimed before that set existed are listed
 
 QUARANTINE = "quarantine"  # list of rejected inputs, newest first, capped
 

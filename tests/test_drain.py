@@ -227,6 +227,17 @@ def test_claimed_batches_are_listed_while_they_exist(r):
     assert channel.claim(r, "job-2", size=0) == [] and r.smembers(CLAIMED) == set()  # nothing claimed
 
 
+def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
+    """An upgrade: a batch key that no set lists (its job is gone) is still handed back."""
+    ids = fill(r, 3)
+    enqueue.lane(LANE).claim(r, "old-version")
+    r.delete(CLAIMED)  # as a version before the claimed set left it
+    assert sweep.sweep(r)["handedBack"] == 3 and inbox(r) == ids
+    enqueue.lane(LANE).claim(r, "old-version-2")
+    r.delete(CLAIMED)
+    assert sweep.sweep(r).get("handedBack", 0) == 0  # the keyspace is scanned once, not every sweep
+
+
 def test_sweep_unlists_a_listed_batch_that_is_gone(r):
     r.sadd(CLAIMED, enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
     assert sweep.sweep(r).get("handedBack", 0) == 0

@@ -6,7 +6,9 @@
   lock goes back to its list. A working job refreshes its lock (LOCK_TTL) at every batch and
   every delivery attempt, so a lock that lapsed means the job died (SIGKILL, lost host):
   its batch is taken over within LOCK_TTL + the sweep interval, without waiting for RQ to
-  notice the dead worker. Handing back is always safe: applying is idempotent.
+  notice the dead worker. Handing back is always safe: applying is idempotent. Batches are
+  found in the `claimed` set (app/enqueue.py); the keyspace is scanned for them only once per
+  Redis, for batches claimed by a version before that set.
 - A consumer with deliveries waiting or retries due, and no delivery job, gets one.
 - A long MO whose parts are still incomplete after `MO_PARTS_TIMEOUT` gets a flush item in
   its lane; the drain job then emits the parts it has, flagged `incomplete` (workers/inbound.py).
@@ -25,7 +27,7 @@ from rq import get_current_job
 
 from app import enqueue
 from app.clock import now_text
-from app.keys import CLAIMED, INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
+from app.keys import CLAIMED, CLAIMED_SCANNED, INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
 from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
@@ -42,6 +44,10 @@ def run() -> dict[str, int]:
 def sweep(r: Redis) -> dict[str, int]:
     cfg = settings()
     done: Counter[str] = Counter()
+    if r.set(CLAIMED_SCANNED, 1, nx=True):  # once per Redis: batches from before the set existed
+        for pattern in ("batch:*", "dbatch:*"):
+            for key in r.scan_iter(match=pattern, count=1000):
+                r.sadd(CLAIMED, key)
     for key in r.smembers(CLAIMED):  # a handful: one per running job, not a scan of every key
         channel, job_id = enqueue.channel_of_batch(key.decode())
         if r.get(channel.lock) != job_id.encode():
