@@ -3,8 +3,9 @@
 A campaign's reports repeat a handful of small objects (a status, an error, a price), and
 validating and classifying them is most of what ingest spends on a report. Functions of such an
 object are computed once per distinct object and remembered by its JSON text, a key that keeps
-each value's type: `1`, `1.0`, `true` and `"1"` are equal to Python's dict lookups, not to a
-schema. Callers keep an `lru_cache` of their own, keyed by that text.
+each value's type: `1`, `1.0` and `True` are one key to Python's dict lookups, but not to a
+schema. Callers keep an `lru_cache` of their own, keyed by that text. A remembered result is
+shared: callers copy its top level and must not change anything inside it.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ worker_class = "gthread"  # threads keep a slow client from holding a whole work
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # Every worker process gets its own listening socket and the kernel spreads new connections
 # over them. With one shared socket, whichever process woke first took a burst of connections:
-# wrk's 8 keep-alive connections all landed on one process in ~1 round of 3, and one core sat
-# idle while that process did all the work at half the rate (docs/BENCHMARKS.md, "Stalls").
+# wrk's 8 keep-alive connections all landed on one process in 2 rounds of 5, and one core sat
+# idle while that process did all the work at half the rate (docs/BENCHMARKS.md, "Session 3").
 reuse_port = True
 timeout = 30
 graceful_timeout = 20
