@@ -44,10 +44,11 @@ def run() -> dict[str, int]:
 def sweep(r: Redis) -> dict[str, int]:
     cfg = settings()
     done: Counter[str] = Counter()
-    if r.set(CLAIMED_SCANNED, 1, nx=True):  # once per Redis: batches from before the set existed
+    if not r.exists(CLAIMED_SCANNED):  # once per Redis: batches from before the set existed
         for pattern in ("batch:*", "dbatch:*"):
             for key in r.scan_iter(match=pattern, count=1000):
                 r.sadd(CLAIMED, key)
+        r.set(CLAIMED_SCANNED, 1)  # only once the scan is complete: a sweep that died rescans
     for key in r.smembers(CLAIMED):  # a handful: one per running job, not a scan of every key
         channel, job_id = enqueue.channel_of_batch(key.decode())
         if r.get(channel.lock) != job_id.encode():
