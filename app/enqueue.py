@@ -3,9 +3,10 @@
 Why not one RQ job per report: a job costs ~5 ms in a worker and an `enqueue` per request
 costs ingest most of its speed; a campaign sends millions of reports in minutes. So:
 
-1. Ingest `push()`es validated items onto `inbox:<lane>` (a Redis list) in one MULTI/EXEC,
-   together with any quarantine record. The answer 200 is sent only after EXEC returns, i.e.
-   after Redis wrote it (AOF `appendfsync always` in our Redis configs).
+1. Ingest `push()`es validated items onto `inbox:<lane>` (a Redis list) in one atomic
+   script, together with any quarantine record; the requests a web process has in hand share one
+   such step (app/group_commit.py). The answer 200 is sent only after that step returned,
+   i.e. after Redis wrote it (AOF `appendfsync always` in our Redis configs).
 2. Each lane has at most one drain job at a time. Its lock `drain:<lane>` holds the job id;
    whoever pushes to a lane with no lock takes the lock and enqueues the drain job (`kick`).
 3. The drain job `claim()`s up to BATCH_SIZE items by moving them to `batch:<lane>:<job id>`
@@ -23,12 +24,14 @@ The same protocol, as a `Channel`, carries events from state to each consumer's 
 
 from __future__ import annotations
 
-import uuid
+import functools
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
-from redis import Redis
+from redis import Redis, RedisError
 from redis.client import Pipeline
 from rq import Queue, Retry
 
@@ -44,6 +47,8 @@ from app.keys import (
     QUARANTINE,
     QUEUE_NAME,
 )
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 LOCK_TTL = 30  # seconds; refreshed by every batch the owner applies (see workers/sweep.py)
@@ -117,7 +122,7 @@ class Channel:
 
     def kick(self, r: Redis) -> bool:
         """Start a job unless one owns the channel. True when a job was enqueued."""
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         if r.set(self.lock, job_id, nx=True, ex=LOCK_TTL):
             self.enqueue_job(r, job_id)
             return True
@@ -142,6 +147,12 @@ class Channel:
         return r.eval(_RELEASE, 2, self.lock, self.inbox, job_id)
 
 
+def new_job_id() -> str:
+    """32 random hex digits, as `uuid4().hex` without building a UUID (a push makes one per lane)."""
+    return os.urandom(16).hex()
+
+
+@functools.cache  # a handful of lanes, looked up on every push
 def lane(number: int) -> Channel:
     """Inbox lane `number`: ingest pushes, workers.drain applies to state."""
     return Channel(INBOX.format(lane=number), LANE_LOCK.format(lane=number),
@@ -162,23 +173,67 @@ def channel_of_batch(key: str) -> tuple[Channel, str]:
     return channel, job_id
 
 
-def push(
-    r: Redis, lanes: dict[int, list[bytes]], quarantine: bytes | None = None, quarantine_max: int = 10_000
-) -> None:
-    """Durably append items to their lanes (and a quarantine record) in one transaction,
-    then kick a drain job for every lane that has none. Raises redis errors to the caller."""
-    channels = {number: lane(number) for number in lanes}
-    job_ids = {number: uuid.uuid4().hex for number in lanes}
-    pipe = r.pipeline(transaction=True)
-    for number, items in lanes.items():
-        pipe.rpush(channels[number].inbox, *items)
-        pipe.set(channels[number].lock, job_ids[number], nx=True, ex=LOCK_TTL)
-    if quarantine is not None:
-        add_to_quarantine(pipe, quarantine, quarantine_max)
-    results = pipe.execute()
-    for number, taken in zip(lanes, results[1 : 2 * len(lanes) : 2], strict=True):
-        if taken:
-            channels[number].enqueue_job(r, job_ids[number])
+@dataclass(frozen=True)
+class Write:
+    """What one ingest request hands off: its items by lane, and its quarantine record if it
+    rejected some of them."""
+
+    lanes: dict[int, list[bytes]]
+    quarantine: bytes | None = None
+
+
+# Ingest's hand-off, atomic as MULTI/EXEC but one command: append each lane's items to its
+# inbox and take the lane's lock if it is free (that pusher then enqueues the drain job), and
+# keep the quarantine records. One EVAL costs the web process half the CPU of the four-command
+# transaction it replaced (docs/BENCHMARKS.md, session 4).
+# KEYS: inbox and lock of each lane, then the quarantine list.
+# ARGV: LOCK_TTL, QUARANTINE_MAX, then each lane's job id and item count, then the items of
+# every lane in that order, then the quarantine records.
+_PUSH = """
+local lanes = (#KEYS - 1) / 2
+local at = 3 + 2 * lanes
+local taken = {}
+for i = 1, lanes do
+  local last = at + tonumber(ARGV[2 + 2 * i]) - 1
+  for first = at, last, 1000 do  -- unpack() has a limit: at most 1000 items per RPUSH
+    redis.call('RPUSH', KEYS[2 * i - 1], unpack(ARGV, first, math.min(first + 999, last)))
+  end
+  taken[i] = redis.call('SET', KEYS[2 * i], ARGV[1 + 2 * i], 'NX', 'EX', ARGV[1]) and 1 or 0
+  at = last + 1
+end
+for q = at, #ARGV do redis.call('LPUSH', KEYS[#KEYS], ARGV[q]) end
+if at <= #ARGV then redis.call('LTRIM', KEYS[#KEYS], 0, tonumber(ARGV[2]) - 1) end
+return taken
+"""
+
+
+def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000) -> None:
+    """Durably append the items of `writes` to their lanes (and their quarantine records) in
+    one atomic step (`_PUSH`), then kick a drain job for every lane that had none.
+
+    Raises redis errors to the caller: then none of `writes` can be answered 200. A kick that
+    fails after the push only delays the lane until the sweep kicks it (its lock expires after
+    LOCK_TTL); the items are in Redis, so it is logged, not raised.
+    """
+    items: dict[int, list[bytes]] = {}
+    for write in writes:
+        for number, found in write.lanes.items():
+            items.setdefault(number, []).extend(found)
+    channels = [lane(number) for number in items]
+    job_ids = [new_job_id() for _ in channels]
+    keys = [key for channel in channels for key in (channel.inbox, channel.lock)]
+    counts = [arg for job_id, found in zip(job_ids, items.values(), strict=True)
+              for arg in (job_id, len(found))]
+    records = [write.quarantine for write in writes if write.quarantine is not None]
+    taken = r.eval(_PUSH, len(keys) + 1, *keys, QUARANTINE, LOCK_TTL, quarantine_max, *counts,
+                   *(item for found in items.values() for item in found), *records)
+    for channel, job_id, kick in zip(channels, job_ids, taken, strict=True):
+        if kick:
+            try:
+                channel.enqueue_job(r, job_id)
+            except RedisError as err:
+                log.warning("drain job for lane %s not enqueued (%s); the sweep will kick it",
+                            channel.arg, err.__class__.__name__)
 
 
 def add_to_quarantine(pipe: Pipeline, record: bytes, quarantine_max: int) -> None:

@@ -72,8 +72,8 @@ class IngestView(MethodView):
         if not accepted:
             keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
-        quarantine_max = config["QUARANTINE_MAX"]
-        enqueue.push(r, self.lanes(accepted), entry if keep_rejects else None, quarantine_max)
+        write = enqueue.Write(self.lanes(accepted), entry if keep_rejects else None)
+        current_app.extensions["group_commit"].push(write)  # returns once it is in Redis
         return {"accepted": len(accepted), "rejected": rejected}, 200
 
     def raw_items(self, body: bytes) -> list[Any]:

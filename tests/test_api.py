@@ -24,7 +24,7 @@ def store(r, work):
         for item, received_at in timed:
             lanes: dict[int, list[bytes]] = defaultdict(list)
             lanes[lane_of(item["messageId"], 4)] += envelopes(item, received_at=received_at)
-            enqueue.push(r, dict(lanes))
+            enqueue.push(r, [enqueue.Write(dict(lanes))])
         work()
 
     return put
