@@ -40,3 +40,15 @@ def test_exceptions_stay_in_one_json_line():
         rec.exc_info = sys.exc_info()
     parsed = json.loads(JsonFormatter().format(rec))
     assert "ValueError: boom" in parsed["exc"]
+
+
+def test_json_lines_keep_what_orjson_refuses():
+    """orjson writes the line; an integer beyond 64 bits (it refuses them) still gets logged."""
+    parsed = json.loads(JsonFormatter().format(record(big=2**70, when=object())))
+    assert parsed["big"] == 2**70 and parsed["when"].startswith("<object object")
+
+
+def test_json_timestamps_are_utc_with_milliseconds():
+    rec = record()
+    rec.created, rec.msecs = 1764655201.25, 250.0  # 2025-12-02T06:00:01.250 UTC
+    assert json.loads(JsonFormatter().format(rec))["ts"] == "2025-12-02T06:00:01.250+00:00"
