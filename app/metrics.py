@@ -50,35 +50,43 @@ ITEMS = Counter("receiver_ingest_items", "Items received, by kind and outcome", 
 _requests = functools.cache(REQUESTS.labels)
 _ingest_seconds = functools.cache(INGEST_SECONDS.labels)
 _items = functools.cache(ITEMS.labels)
+for _kind in ("dlr", "mo"):  # every count is shown from the start, 0 until something happens
+    for _outcome in ("accepted", "rejected"):
+        _items(_kind, _outcome)
 
 
 def observe_start() -> None:
-    g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
     # Echoed in our answer and logs: only a plain token, never CR/LF or other header injection.
     # A request id needs to be unique, not secret: `random` (re-seeded in every forked process)
     # does not make a system call as uuid4 does.
-    g.request_id = given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    request_id = given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    g.observed = (time.perf_counter(), request_id)
 
 
 def observe_end(response: Response) -> Response:
     """Count, time and log every request: one log line each, path without its query string."""
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    duration = time.perf_counter() - g.get("started", time.perf_counter())
+    # The request itself, not its proxy: each proxy access is a context-variable lookup, and
+    # these hooks run on every request (docs/BENCHMARKS.md, session 4).
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    now = time.perf_counter()
+    started, request_id = g.get("observed", (now, ""))
+    duration = now - started
+    endpoint = req.url_rule.rule if req.url_rule else "unmatched"
     _requests(endpoint, str(response.status_code)).inc()
     if endpoint.startswith("/infobip/"):
         _ingest_seconds(endpoint).observe(duration)
-    request_id = g.get("request_id", "")
     response.headers["X-Request-Id"] = request_id
-    log.info("request", extra={"request_id": request_id, "method": request.method,
-                               "path": request.path, "status": response.status_code,
-                               "duration_ms": round(duration * 1000, 2)})
+    log.info("request", extra={"request_id": request_id, "method": req.method, "path": req.path,
+                               "status": response.status_code, "duration_ms": round(duration * 1000, 2)})
     return response
 
 
 def count_items(kind: str, accepted: int, rejected: int) -> None:
-    _items(kind, "accepted").inc(accepted)
-    _items(kind, "rejected").inc(rejected)
+    if accepted:
+        _items(kind, "accepted").inc(accepted)
+    if rejected:
+        _items(kind, "rejected").inc(rejected)
 
 
 class RedisCollector(Collector):
