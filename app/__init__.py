@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from flask import Flask, Request, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from redis import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -44,9 +46,27 @@ class ReceiverRequest(Request):
             self.query_string = quote(self.query_string, safe=_QUERY_SAFE).encode("ascii")
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON answers written by orjson: the same JSON for a tenth of the CPU, which the
+    query API's lists of up to 1,000 messages and every ingest answer spend. Non-ASCII text is
+    sent as UTF-8 rather than escaped. What orjson refuses (integers beyond 64 bits, keys that
+    are not strings) and indented output (debug mode) go to Flask's own provider."""
+
+    _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # dates as Flask writes them
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs.get("separators") == (",", ":") and len(kwargs) == 1:  # `response()`, compact
+            try:
+                return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
+            except TypeError:
+                pass
+        return super().dumps(obj, **kwargs)
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.request_class = ReceiverRequest
+    app.json = JSONProvider(app)
     app.config.from_mapping(config.load())
     if test_config:
         app.config.update(test_config)

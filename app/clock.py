@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 
 
 def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-11-29T10:00:07.134Z`, written field by field: `isoformat` + `replace` took 20k
+    instructions against 14k, and every report has two dates and every envelope one."""
+    m = moment.astimezone(UTC)
+    # %-formatting: an f-string with format specs costs more than `isoformat` did.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        m.year, m.month, m.day, m.hour, m.minute, m.second, m.microsecond // 1000)
 
 
 def now_text() -> str:

@@ -298,3 +298,25 @@ def test_readyz_after_the_worker_died_is_503(r, client):
     assert client.get("/readyz").status_code == 200
     worker.register_death()
     assert client.get("/readyz").status_code == 503
+
+
+# --- JSON answers (app.JSONProvider) -----------------------------------------------------------
+
+
+def test_json_answers_are_the_same_json_flask_writes(app):
+    import json
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from flask.json.provider import DefaultJSONProvider
+
+    value = {"b": "Нет ничего лучше родного дома.", "a": [1, 2.5, None, True], "big": 2**70,
+             "when": datetime(2026, 11, 29, 10, 0, tzinfo=UTC), "cost": Decimal("0.0001000000")}
+    with app.app_context():
+        ours = app.json.response(value).get_data()
+        flask = DefaultJSONProvider(app).response(value).get_data()
+    assert json.loads(ours) == json.loads(flask)  # ints beyond 64 bits too: Flask's own wrote it
+    small = {"b": "Нет", "a": 1, "when": datetime(2026, 11, 29, 10, 0, tzinfo=UTC)}
+    with app.app_context():
+        written = app.json.response(small).get_data()
+    assert written == '{"a":1,"b":"Нет","when":"Sun, 29 Nov 2026 10:00:00 GMT"}\n'.encode()
