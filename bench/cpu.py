@@ -1,9 +1,10 @@
 """`make bench-cpu`: where the ingest bars' CPU goes, per request, by process.
 
 The ingest bars (docs/BENCHMARKS.md, items 2 and 3) are ratios of requests/s. This explains
-them: for bare Flask, the LPUSH-only app and the service, under each `appendfsync` setting,
-it runs wrk as `make bench` does and reads from /proc how much CPU time the gunicorn processes
-and redis-server used per request (or per bucket), and how much of the machine sat idle.
+them: for bare Flask, the LPUSH-only app, the hand-off-only app and the service, under each
+`appendfsync` setting, it runs wrk as `make bench` does and reads from /proc how much CPU time
+the gunicorn processes and redis-server used per request (or per bucket), and how much of the
+machine sat idle.
 
 A request/s ratio is (CPU of bare per request) / (CPU of ours per request) when both saturate
 the cores; idle time per request shows when they did not (waiting for fsyncs or for Redis).
@@ -69,9 +70,10 @@ def main() -> int:
         ports = {
             "bare": run.gunicorn("bare", "bench.bare_app:app"),
             "lpush": run.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url),
+            "handoff": run.gunicorn("handoff", "bench.handoff_app:app", REDIS_URL=server.url),
             "ours": run.gunicorn("web-cpu", "app:create_app()", REDIS_URL=server.url),
         }
-        gunicorns = {"bare": "bare", "lpush": "lpush", "ours": "web-cpu"}
+        gunicorns = {"bare": "bare", "lpush": "lpush", "handoff": "handoff", "ours": "web-cpu"}
         body = OUT / "report.json"
         body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
         one = {"BENCH_BODY": str(body)}

@@ -7,6 +7,10 @@
 - `post`    baseline: a bare urllib3 keep-alive POST loop of N event bodies to the consumer.
 - `deliver` ours: `workers.deliver.deliver` over N deliveries already in a consumer's outbox
             (workers.fanout.delivery records), signed, sent, recorded in Redis.
+- `wake`    the machine, not the service: CPU time of the same work (validating one report)
+            back to back, and right after a 0.3 ms sleep, alternating. On the project's VM a
+            core that went idle for a moment runs the next work at about half speed, which
+            is what every request pays that waits for Redis (docs/BENCHMARKS.md).
 
 The `fill-*` legs prepare the Redis side of `drain` and `deliver` (not timed).
 """
@@ -128,9 +132,32 @@ def deliver(args: argparse.Namespace) -> dict[str, Any]:
     return {"totals": totals, "seconds": seconds, "rate": totals.get("delivered", 0) / seconds}
 
 
+def wake(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU per validation, back to back and after a short sleep, in alternating rounds."""
+    report = sample_report(1, "wake")
+
+    def cpu_per_call(pause: float) -> float:
+        spent = 0.0
+        for _ in range(args.n):
+            if pause:
+                time.sleep(pause)
+            started = time.thread_time()
+            dlr.load_all([report])
+            spent += time.thread_time() - started
+        return spent / args.n
+
+    rounds: dict[str, list[float]] = {"hot": [], "after_sleep": []}
+    for _ in range(5):
+        rounds["hot"].append(cpu_per_call(0))
+        rounds["after_sleep"].append(cpu_per_call(0.0003))
+    hot, woken = (sorted(v)[len(v) // 2] for v in rounds.values())
+    return {"hot_us": hot * 1e6, "after_sleep_us": woken * 1e6, "ratio": woken / hot, "rounds": rounds}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.legs")
-    parser.add_argument("leg", choices=["noop", "drain", "post", "deliver", "fill-lane", "fill-outbox"])
+    legs = {"noop": noop, "drain": drain, "post": post, "deliver": deliver, "wake": wake}
+    parser.add_argument("leg", choices=[*legs, "fill-lane", "fill-outbox"])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--url", default="")
@@ -142,7 +169,7 @@ def main(argv: list[str]) -> int:
     elif args.leg == "fill-outbox":
         result = {"filled": fill_outbox(redis.Redis.from_url(args.redis), args.n, args.consumer)}
     else:
-        result = {"noop": noop, "drain": drain, "post": post, "deliver": deliver}[args.leg](args)
+        result = legs[args.leg](args)
     print("BENCH_JSON " + json.dumps(result), flush=True)
     return 0
 
