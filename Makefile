@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile bench-cpu wrk
+.PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile bench-cpu bench-instructions wrk valgrind
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,19 @@ bench-profile: install wrk
 ## CPU per request by process (gunicorn, redis-server) and idle time, for bare Flask, LPUSH and ours.
 bench-cpu: install wrk
 	$(PY) -m bench.cpu
+
+## Instructions per ingest request (bare Flask, one report, a bucket), counted by valgrind: the same
+## figure on a quiet or a busy machine, for changes too small to see in requests/s.
+bench-instructions: install valgrind
+	$(PY) -m bench.instructions $(ARGS)
+
+valgrind:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq valgrind; \
+	  else \
+	    echo "valgrind is not installed and this is not a root Debian machine: install valgrind" >&2; exit 1; \
+	  fi; }
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \

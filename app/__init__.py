@@ -47,10 +47,11 @@ class ReceiverRequest(Request):
 
 
 class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON answers written by orjson: the same JSON for a tenth of the CPU, which the
-    query API's lists of up to 1,000 messages and every ingest answer spend. Non-ASCII text is
-    sent as UTF-8 rather than escaped. What orjson refuses (integers beyond 64 bits, keys that
-    are not strings) and indented output (debug mode) go to Flask's own provider."""
+    """Flask's JSON answers written by orjson: the same JSON, for half the instructions of an
+    ingest answer (67k -> 35k, the Response included) and far fewer for the query API's lists of
+    up to 1,000 messages. Non-ASCII text is sent as UTF-8 rather than escaped. What orjson
+    refuses (integers beyond 64 bits, keys that are not strings) and indented output (debug
+    mode) go to Flask's own provider."""
 
     _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # dates as Flask writes them
 

@@ -1,16 +1,17 @@
-"""Group commit: the ingest requests one web process has in hand share one Redis transaction.
+"""Group commit: the ingest requests one web process has in hand share one Redis write.
 
 Every accepted request must wait until its items are in Redis before it answers 200. Alone,
-each pays a MULTI/EXEC round trip and, under `appendfsync always`, a sync of the AOF. Here a
-request queues its write and takes the commit lock; whoever holds the lock writes everything
-queued so far, its own write included unless an earlier holder already wrote it, in one
-`enqueue.push` transaction. The requests that arrived while a transaction was in flight go
-together in the next: one round trip and one sync for all of them, the same idea as a
-database's group commit. Nothing waits to fill a batch, so a lone request is not slowed.
+each pays a round trip to Redis and, under `appendfsync always`, waits for a sync of the AOF.
+Here a request queues its write and takes the commit lock; whoever holds the lock writes
+everything queued so far, its own write included unless an earlier holder already wrote it,
+in one atomic `enqueue.push`. The requests that arrived while a write was in flight go together
+in the next: one round trip for all of them, the same idea as a database's group commit.
+Nothing waits to fill a batch, so a lone request is not slowed. Under the single-report bench
+load 1.5-1.7 requests share a write (docs/BENCHMARKS.md, session 4).
 
-The rules stay those of `enqueue.push`: a request answers 200 only once the transaction with
-its write returned, and when that transaction fails every request in it fails (503; Infobip
-resends, and resent reports are applied once).
+The rules stay those of `enqueue.push`: a request answers 200 only once the write with its
+items returned, and when that write fails every request in it fails (503; Infobip resends,
+and resent reports are applied once).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from app.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# How long a request waits for the commit lock. The holder's transaction is bounded by the
+# How long a request waits for the commit lock. The holder's write is bounded by the
 # Redis client's timeouts and retries (app/connection.py): ~4 attempts of at most 5 s.
 COMMIT_WAIT = 30.0
 
@@ -35,7 +36,7 @@ class _Pending:
 
     def __init__(self, write: Write) -> None:
         self.write = write
-        self.done = False  # a transaction with this write returned (or failed: then `error`)
+        self.done = False  # the Redis write carrying it returned (or failed: then `error`)
         self.error: BaseException | None = None
 
 
@@ -48,7 +49,7 @@ class GroupCommit:
         self.wait = wait
         self._queued: list[_Pending] = []
         self._queue_lock = threading.Lock()  # guards _queued; held for list operations only
-        self._commit_lock = threading.Lock()  # held for a whole transaction
+        self._commit_lock = threading.Lock()  # held for a whole write
 
     def push(self, write: Write) -> None:
         """Return once `write` is in Redis. Raises StoreUnavailable when it is not."""
@@ -57,7 +58,7 @@ class GroupCommit:
             self._queued.append(pending)
         if not self._commit_lock.acquire(timeout=self.wait):
             with self._queue_lock:
-                if pending in self._queued:  # else a transaction in flight carries it:
+                if pending in self._queued:  # else the write in flight carries it:
                     self._queued.remove(pending)  # a 503 then only means Infobip resends
             raise StoreUnavailable("Redis did not take the request in time; retry later")
         try:

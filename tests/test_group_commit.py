@@ -1,8 +1,8 @@
 """app/group_commit.py: the requests a web process has in hand share one Redis write, and a
 request returns only once its own write is in Redis.
 
-"A transaction is in flight" is set up by holding the commit lock from the test, as the
-thread running that transaction does; the writes then queue exactly as they do under load.
+"A write is in flight" is set up by holding the commit lock from the test, as the thread
+running that write does; the writes then queue exactly as they do under load.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ def test_a_lone_push_is_written_at_once(r):
     assert inbox(r) == [1] and evals(r) == before + 1
 
 
-def test_writes_that_arrive_during_a_transaction_share_the_next_one(r):
+def test_writes_that_arrive_during_a_write_share_the_next_one(r):
     group = GroupCommit(r, 100)
     requests = Requests(group)
     before = evals(r)
-    with group._commit_lock:  # a transaction in flight
+    with group._commit_lock:  # a write in flight
         requests.start(*((n, write(n, lane=n % 2)) for n in range(8)))
         hold_until_queued(group, 8)
         assert inbox(r, 0) == [] and inbox(r, 1) == []  # nobody returned before its write is in
@@ -120,7 +120,7 @@ def test_a_failed_write_fails_every_request_in_it(unreachable):
 
 def test_a_request_that_cannot_get_its_turn_gives_up_and_leaves_nothing_queued(r):
     group = GroupCommit(r, 100, wait=0.05)
-    with group._commit_lock, pytest.raises(StoreUnavailable):  # the transaction in flight hangs
+    with group._commit_lock, pytest.raises(StoreUnavailable):  # the write in flight hangs
         group.push(write(1))
     assert group._queued == []
     group.push(write(2))  # the next request does not carry the one that gave up
