@@ -48,7 +48,7 @@ bench-profile: install wrk
 	$(PY) -m pip install --quiet --disable-pip-version-check py-spy==0.4.3
 	$(PY) -m bench.profile
 
-## CPU per request by process (gunicorn, redis-server) and idle time, for bare Flask, LPUSH and ours.
+## CPU per request by process (gunicorn, redis-server) and idle time: bare Flask, the references, ours.
 bench-cpu: install wrk
 	$(PY) -m bench.cpu
 

@@ -1,7 +1,8 @@
 """`make bench-cpu`: where the ingest bars' CPU goes, per request, by process.
 
 The ingest bars (docs/BENCHMARKS.md, items 2 and 3) are ratios of requests/s. This explains
-them: for bare Flask, the LPUSH-only app, the hand-off-only app and the service, under each
+them: for bare Flask, the LPUSH-only app, the hand-off-only app, the service without its write
+(bench/nowrite_app.py) and the service, under each
 `appendfsync` setting, it runs wrk as `make bench` does and reads from /proc how much CPU time
 the gunicorn processes and redis-server used per request (or per bucket), and how much of the
 machine sat idle.
@@ -71,14 +72,17 @@ def main() -> int:
             "bare": run.gunicorn("bare", "bench.bare_app:app"),
             "lpush": run.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url),
             "handoff": run.gunicorn("handoff", "bench.handoff_app:app", REDIS_URL=server.url),
+            "nowrite": run.gunicorn("nowrite", "bench.nowrite_app:app", REDIS_URL=server.url),
             "ours": run.gunicorn("web-cpu", "app:create_app()", REDIS_URL=server.url),
         }
-        gunicorns = {"bare": "bare", "lpush": "lpush", "handoff": "handoff", "ours": "web-cpu"}
+        gunicorns = {"bare": "bare", "lpush": "lpush", "handoff": "handoff", "nowrite": "nowrite",
+                     "ours": "web-cpu"}
         body = OUT / "report.json"
         body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
         one = {"BENCH_BODY": str(body)}
         urls = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
         urls["ours"] += f"infobip/dlr?token={TOKEN}"
+        urls["nowrite"] += f"infobip/dlr?token={TOKEN}"
         for url in urls.values():
             run.wrk("post.lua", url, 2, **one)
         print(f"CPU per request by process (gunicorn: master + workers), {run.web_concurrency}x"

@@ -219,21 +219,27 @@ class Run:
             ours = self.gunicorn("web-ingest", "app:create_app()", REDIS_URL=server.url)
             lpush = self.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url)
             handoff = self.gunicorn("handoff", "bench.handoff_app:app", REDIS_URL=server.url)
+            nowrite = self.gunicorn("nowrite", "bench.nowrite_app:app", REDIS_URL=server.url)
             body = OUT / "report.json"
             body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
             urls = {"bare": f"http://127.0.0.1:{bare}/", "lpush": f"http://127.0.0.1:{lpush}/",
                     "handoff": f"http://127.0.0.1:{handoff}/",
+                    "nowrite": f"http://127.0.0.1:{nowrite}/infobip/dlr?token={TOKEN}",
                     "ours": f"http://127.0.0.1:{ours}/infobip/dlr?token={TOKEN}"}
             one = {"BENCH_BODY": str(body)}
-            for url in urls.values():  # warm all four (imports, connection pools)
+            for url in urls.values():  # warm them all (imports, connection pools)
                 self.wrk("post.lua", url, 2, **one)
             references = {"lpush": "LPUSH of the body only",
-                          "handoff": "the service's hand-off only (group commit, no validation)"}
+                          "handoff": "the service's hand-off only (group commit, no validation)",
+                          "nowrite": "the service without its Redis write (bench/nowrite_app.py)"}
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
-                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+                # The service without its write does not depend on fsync: measured once.
+                names = [n for n in urls if fsync == "always" or n != "nowrite"]
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
                 for _ in range(plan.rounds):  # alternate, so drift hits all of them alike
-                    for name, url in urls.items():
+                    for name in names:
+                        url = urls[name]
                         writes = redis_writes(r)
                         result = self.wrk("post.lua", url, plan.seconds, **one)
                         result["redis_writes"] = redis_writes(r) - writes
@@ -254,14 +260,16 @@ class Run:
                     baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=fsync != "always",
                     details={"rps": rps, "errors": errors, "requests_per_write": per_write}))
                 for name, title in references.items():
+                    if name not in rps:
+                        continue
                     self.add(Bar(
                         f"ingest.{name}.{fsync}", f"reference: {title}, appendfsync {fsync}",
                         rps[name] / rps["bare"], f"x bare Flask ({rps[name]:,.0f} req/s)", "none (reference)",
                         True, baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=True))
                 if fsync == "always":
                     max_rps = rps["ours"]
-            self.procs.stop("lpush")
-            self.procs.stop("handoff")
+            for name in ("lpush", "handoff", "nowrite"):
+                self.procs.stop(name)
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
                 runs = []
@@ -292,8 +300,8 @@ class Run:
         finally:
             self.procs.stop("web-ingest")
             self.procs.stop("bare")
-            self.procs.stop("lpush")
-            self.procs.stop("handoff")
+            for name in ("lpush", "handoff", "nowrite"):
+                self.procs.stop(name)
             r.close()
             server.stop()
 
