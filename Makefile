@@ -57,20 +57,13 @@ bench-cpu: install wrk
 bench-instructions: install valgrind
 	$(PY) -m bench.instructions $(ARGS)
 
-valgrind:
-	@command -v valgrind >/dev/null 2>&1 || { \
+## Debian packages the benchmarks run: installed when missing, as root; otherwise it says what to install.
+wrk valgrind:
+	@command -v $@ >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq valgrind; \
+	    apt-get update -qq && apt-get install -y -qq $@; \
 	  else \
-	    echo "valgrind is not installed and this is not a root Debian machine: install valgrind" >&2; exit 1; \
-	  fi; }
-
-wrk:
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq wrk; \
-	  else \
-	    echo "wrk is not installed and this is not a root Debian machine: install wrk (Debian: apt-get install wrk)" >&2; exit 1; \
+	    echo "$@ is not installed and this is not a root Debian machine: install $@ (Debian: apt-get install $@)" >&2; exit 1; \
 	  fi; }
 
 lint: install
