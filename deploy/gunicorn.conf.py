@@ -55,6 +55,12 @@ def on_starting(server):
     os.makedirs(path, exist_ok=True)
 
 
+def when_ready(server):
+    """With reuse_port the workers open the listening sockets, so gunicorn's own "Listening at:"
+    line has no address in it: say where the service listens."""
+    server.log.info("Listening at: http://%s (a socket per worker, reuse_port)", bind)
+
+
 def post_worker_init(worker):
     """The app is loaded: its ~54,000 objects (Flask, marshmallow, redis-py, the code tables)
     live as long as the worker. Frozen, they leave the garbage collector's full passes, which

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import logging
 import re
 import runpy
 import shlex
@@ -119,6 +120,21 @@ def test_gunicorn_access_log_never_writes_query_strings(monkeypatch):
     assert "%(U)s" in fmt
     for leaky in ("%(r)s", "%(q)s", "%(f)s"):  # request line, query, referer
         assert leaky not in fmt
+
+
+def test_gunicorn_says_where_it_listens_though_its_workers_open_the_sockets(monkeypatch, caplog):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unused")
+    monkeypatch.setenv("HOST", "127.0.0.1")
+    monkeypatch.setenv("PORT", "8099")
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    assert conf["reuse_port"] is True  # gunicorn then prints "Listening at:  (pid)", no address
+
+    class Server:
+        log = logging.getLogger("test.gunicorn")
+
+    with caplog.at_level(logging.INFO, logger="test.gunicorn"):
+        conf["when_ready"](Server())
+    assert "http://127.0.0.1:8099" in caplog.text
 
 
 def test_nginx_sample_matches_the_service_settings():
