@@ -66,12 +66,16 @@ class GroupCommit:
                 self._commit()
         finally:
             self._commit_lock.release()
+        if not pending.done:  # the thread writing its batch stopped mid-write, past `except`
+            raise StoreUnavailable("the write carrying the request did not finish; retry later")
         if pending.error is not None:
             raise StoreUnavailable("Redis cannot take the request; retry later") from pending.error
 
     def _commit(self) -> None:
         with self._queue_lock:
             batch, self._queued = self._queued, []
+        if not batch:  # ours was in a batch taken by a writer that stopped (see push)
+            return
         try:
             push(self.r, [p.write for p in batch], self.quarantine_max)
         except Exception as err:  # every request of the batch answers 503; Infobip resends

@@ -127,6 +127,33 @@ def test_a_request_that_cannot_get_its_turn_gives_up_and_leaves_nothing_queued(r
     assert inbox(r) == [2]
 
 
+class Interrupted(BaseException):
+    """Stops a thread past every `except Exception`, as an interruption would."""
+
+
+class InterruptingLanes(dict):
+    """Lanes whose reading stops the thread that writes them, halfway through its batch."""
+
+    def items(self):
+        raise Interrupted
+
+
+def test_requests_carried_by_a_write_that_stopped_midway_do_not_answer_200(r):
+    group = GroupCommit(r, 100)
+    requests = Requests(group)
+    with group._commit_lock:
+        requests.start((1, Write(InterruptingLanes({0: [b"{}"]}))))
+        hold_until_queued(group, 1)
+        requests.start((2, write(2)))
+        hold_until_queued(group, 2)  # whichever takes the lock first writes both, and stops
+    requests.join()
+    assert requests.returned == [] and inbox(r) == []  # nothing written, nobody told otherwise
+    assert sorted(type(err).__name__ for err in requests.errors.values()) == [
+        "Interrupted", "StoreUnavailable"]
+    group.push(write(3))  # the next request is written as usual
+    assert inbox(r) == [3]
+
+
 def test_the_app_hands_off_through_one_group_commit(app, infobip, r):
     from tests.samples import push, report
 
