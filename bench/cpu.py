@@ -25,7 +25,7 @@ import redis
 
 from bench.legs import sample_report
 from bench.procs import children_of
-from bench.run import OUT, PLANS, TOKEN, Run
+from bench.run import INGEST_PATH, OUT, PLANS, TOKEN, Run
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SECONDS = 6
@@ -68,21 +68,12 @@ def main() -> int:
     r = redis.Redis.from_url(server.url)
     redis_pid = [int(server.process.pid)] if server.process else []
     try:
-        ports = {
-            "bare": run.gunicorn("bare", "bench.bare_app:app"),
-            "lpush": run.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url),
-            "handoff": run.gunicorn("handoff", "bench.handoff_app:app", REDIS_URL=server.url),
-            "nowrite": run.gunicorn("nowrite", "bench.nowrite_app:app", REDIS_URL=server.url),
-            "ours": run.gunicorn("web-cpu", "app:create_app()", REDIS_URL=server.url),
-        }
-        gunicorns = {"bare": "bare", "lpush": "lpush", "handoff": "handoff", "nowrite": "nowrite",
-                     "ours": "web-cpu"}
+        urls = run.ingest_apps(server.url, "web-cpu")
+        service = urls["ours"].removesuffix(INGEST_PATH)
+        gunicorns = {name: name for name in urls} | {"ours": "web-cpu"}
         body = OUT / "report.json"
         body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
         one = {"BENCH_BODY": str(body)}
-        urls = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
-        urls["ours"] += f"infobip/dlr?token={TOKEN}"
-        urls["nowrite"] += f"infobip/dlr?token={TOKEN}"
         for url in urls.values():
             run.wrk("post.lua", url, 2, **one)
         print(f"CPU per request by process (gunicorn: master + workers), {run.web_concurrency}x"
@@ -100,7 +91,7 @@ def main() -> int:
                 master = run.procs.pid("web-cpu")
                 pids = {"gunicorn": [master, *children_of(master)], "redis": redis_pid}
                 result, used = measure(pids, lambda f=fsync, n=round_: run.wrk(
-                    "buckets.lua", f"http://127.0.0.1:{ports['ours']}", SECONDS, BENCH_TOTAL=10**9,
+                    "buckets.lua", service, SECONDS, BENCH_TOTAL=10**9,
                     BENCH_BUCKET=100, BENCH_QUERY=f"?token={TOKEN}", BENCH_PREFIX=f"cpu{f}{n}"))
                 rate = f"{result['reports_ok'] / result['seconds']:,.0f} reports/s"
                 buckets = max(1, result["buckets_ok"])

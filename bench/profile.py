@@ -24,7 +24,7 @@ import orjson
 
 from bench.legs import sample_report
 from bench.procs import BIN, ROOT, children_of
-from bench.run import CONSUMER, OUT, PLANS, TOKEN, Run, routes_text
+from bench.run import CONSUMER, INGEST_PATH, OUT, PLANS, TOKEN, Run, routes_text
 
 SECONDS = 10
 RATE = 250  # samples a second
@@ -76,7 +76,7 @@ def profile_ingest(run: Run) -> list[Path]:
         body = OUT / "report.json"
         body.write_bytes(orjson.dumps({"results": [sample_report(1, "profile")]}))
         loads = {
-            "ingest-single": ("post.lua", f"http://127.0.0.1:{port}/infobip/dlr?token={TOKEN}",
+            "ingest-single": ("post.lua", f"http://127.0.0.1:{port}{INGEST_PATH}",
                               {"BENCH_BODY": str(body)}),
             "ingest-bucket": ("buckets.lua", f"http://127.0.0.1:{port}",
                               {"BENCH_TOTAL": 10**9, "BENCH_BUCKET": 100, "BENCH_QUERY": f"?token={TOKEN}"}),

@@ -39,6 +39,15 @@ from tools.wait import wait_for
 OUT = ROOT / "var" / "bench"
 LUA = ROOT / "bench" / "wrk"
 TOKEN = "bench-token-0123456789abcdef"
+INGEST_PATH = f"/infobip/dlr?token={TOKEN}"
+# The single-report bar's reference apps (not baselines): name -> (gunicorn app, the path each
+# is POSTed, what it is). bench.run and bench.cpu run each beside bare Flask and the service.
+REFERENCES = {
+    "lpush": ("bench.lpush_app:app", "/", "LPUSH of the body only"),
+    "handoff": ("bench.handoff_app:app", "/", "the service's hand-off only (group commit, no validation)"),
+    "nowrite": ("bench.nowrite_app:app", INGEST_PATH,
+                "the service without its Redis write (bench/nowrite_app.py)"),
+}
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CONSUMER = "bench"
 EVENT_ID_BYTES = len("evt_") + 32 + 1  # one line of a consumer's id file
@@ -139,6 +148,16 @@ class Run:
         wait_for(lambda: _answers(port, path), 60, f"{name} to answer on port {port}")
         return port
 
+    def ingest_apps(self, redis_url: str, service: str) -> dict[str, str]:
+        """Start bare Flask, the REFERENCES and the service (process name `service`); the URL
+        each is POSTed at, in the order their rounds alternate."""
+        urls = {"bare": f"http://127.0.0.1:{self.gunicorn('bare', 'bench.bare_app:app')}/"}
+        for name, (app, path, _title) in REFERENCES.items():
+            urls[name] = f"http://127.0.0.1:{self.gunicorn(name, app, REDIS_URL=redis_url)}{path}"
+        port = self.gunicorn(service, "app:create_app()", REDIS_URL=redis_url)
+        urls["ours"] = f"http://127.0.0.1:{port}{INGEST_PATH}"
+        return urls
+
     def consumer(self, name: str, ids: Path) -> int:
         """bench/consumer.py: records every delivery's webhook-id in `ids`."""
         port = free_port()
@@ -215,23 +234,13 @@ class Run:
                 "machine.wake", "machine: CPU of the same work right after a 0.3 ms sleep", wake["ratio"],
                 f"x back to back ({wake['after_sleep_us']:.0f} vs {wake['hot_us']:.0f} us per report "
                 "validated)", "none (what a wait for Redis costs here)", True, extra=True))
-            bare = self.gunicorn("bare", "bench.bare_app:app")
-            ours = self.gunicorn("web-ingest", "app:create_app()", REDIS_URL=server.url)
-            lpush = self.gunicorn("lpush", "bench.lpush_app:app", REDIS_URL=server.url)
-            handoff = self.gunicorn("handoff", "bench.handoff_app:app", REDIS_URL=server.url)
-            nowrite = self.gunicorn("nowrite", "bench.nowrite_app:app", REDIS_URL=server.url)
+            urls = self.ingest_apps(server.url, "web-ingest")
+            service = urls["ours"].removesuffix(INGEST_PATH)
             body = OUT / "report.json"
             body.write_bytes(orjson.dumps({"results": [sample_report(1, "single")]}))
-            urls = {"bare": f"http://127.0.0.1:{bare}/", "lpush": f"http://127.0.0.1:{lpush}/",
-                    "handoff": f"http://127.0.0.1:{handoff}/",
-                    "nowrite": f"http://127.0.0.1:{nowrite}/infobip/dlr?token={TOKEN}",
-                    "ours": f"http://127.0.0.1:{ours}/infobip/dlr?token={TOKEN}"}
             one = {"BENCH_BODY": str(body)}
             for url in urls.values():  # warm them all (imports, connection pools)
                 self.wrk("post.lua", url, 2, **one)
-            references = {"lpush": "LPUSH of the body only",
-                          "handoff": "the service's hand-off only (group commit, no validation)",
-                          "nowrite": "the service without its Redis write (bench/nowrite_app.py)"}
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
                 # The service without its write does not depend on fsync: measured once.
@@ -259,7 +268,7 @@ class Run:
                     f"{per_write:.2f} requests per Redis write)", ">= 0.5x", ratio >= 0.5 and errors == 0,
                     baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=fsync != "always",
                     details={"rps": rps, "errors": errors, "requests_per_write": per_write}))
-                for name, title in references.items():
+                for name, (_app, _path, title) in REFERENCES.items():
                     if name not in rps:
                         continue
                     self.add(Bar(
@@ -268,13 +277,13 @@ class Run:
                         True, baseline=f"bare Flask {rps['bare']:,.0f} req/s", extra=True))
                 if fsync == "always":
                     max_rps = rps["ours"]
-            for name in ("lpush", "handoff", "nowrite"):
+            for name in REFERENCES:
                 self.procs.stop(name)
             for fsync in ("always", "everysec"):
                 r.config_set("appendfsync", fsync)
                 runs = []
                 for round_ in range(plan.rounds):
-                    runs.append(self.wrk("buckets.lua", f"http://127.0.0.1:{ours}", plan.seconds,
+                    runs.append(self.wrk("buckets.lua", service, plan.seconds,
                                          BENCH_TOTAL=10**9, BENCH_BUCKET=100, BENCH_QUERY=f"?token={TOKEN}",
                                          BENCH_PREFIX=f"b{fsync}{round_}"))
                     r.flushall()
@@ -300,7 +309,7 @@ class Run:
         finally:
             self.procs.stop("web-ingest")
             self.procs.stop("bare")
-            for name in ("lpush", "handoff", "nowrite"):
+            for name in REFERENCES:
                 self.procs.stop(name)
             r.close()
             server.stop()
