@@ -24,7 +24,7 @@ from app.connection import make_client
 from app.errors import ReceiverError, StoreUnavailable
 from app.group_commit import GroupCommit
 from app.mo_template import Template
-from workers.settings import load_configured_routes
+from app.routes import load_configured_routes
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from app import ingest, quarantine
+from app import dlq, ingest, quarantine
 from app.api import limit_arg, require_api_key
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
-from workers import dlq
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 bp.before_request(require_api_key)

@@ -12,11 +12,10 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from redis import RedisError
 
-from app import auth
+from app import auth, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
-from workers import inbound, state
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -37,13 +36,13 @@ def _found(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
 
 @bp.get("/messages/<message_id>")
 def message(message_id: str) -> dict[str, Any]:
-    return _found(state.get_message(get_redis(), message_id), f"message {message_id!r}")
+    return _found(store.get_message(get_redis(), message_id), f"message {message_id!r}")
 
 
 @bp.get("/messages")
 def messages() -> dict[str, Any]:
     args = request.args
-    results = state.find_messages(
+    results = store.find_messages(
         get_redis(),
         bulk_id=args.get("bulkId") or None,
         to=args.get("to") or None,
@@ -57,18 +56,18 @@ def messages() -> dict[str, Any]:
 
 @bp.get("/bulks/<bulk_id>")
 def bulk(bulk_id: str) -> dict[str, Any]:
-    return _found(state.get_bulk(get_redis(), bulk_id), f"bulk {bulk_id!r}")
+    return _found(store.get_bulk(get_redis(), bulk_id), f"bulk {bulk_id!r}")
 
 
 @bp.get("/inbound/<message_id>")
 def inbound_message(message_id: str) -> dict[str, Any]:
-    return _found(inbound.get_inbound(get_redis(), message_id), f"inbound message {message_id!r}")
+    return _found(store.get_inbound(get_redis(), message_id), f"inbound message {message_id!r}")
 
 
 @bp.get("/inbound")
 def inbound_messages() -> dict[str, Any]:
     args = request.args
-    results = inbound.find_inbound(
+    results = store.find_inbound(
         get_redis(),
         sender=args.get("from") or None,
         to=args.get("to") or None,

@@ -8,7 +8,7 @@
     flask stats                          queue depths, consumer health, recent bulks
     flask simulate [--messages N ...]    realistic Infobip traffic against a running instance
 
-`python -m workers.routes FILE` checks a routes file without starting the app (for when the
+`python -m app.routes FILE` checks a routes file without starting the app (for when the
 configured one is broken and `flask` itself cannot start).
 """
 
@@ -23,12 +23,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app import ingest, quarantine, simulate
+from app import dlq, ingest, quarantine, simulate, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import ConfigError, NotFound
-from workers import dlq, state
-from workers.routes import check_file
+from app.routes import check_file
 
 DEV_SECRETS = "var/dev-secrets.json"  # written by `make run` (tools/run.py)
 
@@ -101,7 +100,7 @@ def stats(bulks: int) -> None:
     _print({
         "backlog": backlog(r, current_app.config["DRAIN_LANES"]),
         **dlq.consumer_figures(r, current_app.extensions["routes"]),
-        "recentBulks": state.recent_bulks(r, bulks),
+        "recentBulks": store.recent_bulks(r, bulks),
     })
 
 

@@ -27,7 +27,7 @@ import urllib3
 
 from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS, STATUSES
 from app.mo_text import UCS2
-from workers.routes import INFOBIP_RETRY_SCHEDULE
+from app.routes import INFOBIP_RETRY_SCHEDULE
 
 # Final reports as (weight, status id, GSM error id); names and groups come from app/codes.py.
 FINALS = ((90, 5, 0), (5, 9, 1), (3, 15, 27), (2, 6, 0))

@@ -91,7 +91,7 @@ def drain(args: argparse.Namespace) -> dict[str, Any]:
 
 def event_body(n: int) -> tuple[str, bytes]:
     """An event as workers.fanout would send it (the state path builds the same shape)."""
-    from workers import events
+    from app import events
 
     data = dlr.load(sample_report(n, "fan"))
     event_id = events.dlr_event_id(data)

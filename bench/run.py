@@ -610,8 +610,7 @@ def read_ids(ids: Path) -> list[str]:
 def expected_event_ids(prefix: str, buckets: int, size: int) -> set[str]:
     """The event ids of the reports bench/wrk/buckets.lua sends with one wrk thread: one per
     report (its messageIds are `<prefix>-1` .. `<prefix>-<buckets*size>`)."""
-    from app import dlr
-    from workers import events
+    from app import dlr, events
 
     template = dlr.load(sample_report(1, prefix))
     out = set()

@@ -23,12 +23,12 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from app.enqueue import outbox
+from app.events import build
 from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, OUTBOX_LOCK, QUEUE_NAME, RETRIES
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
 from tools.redis_server import EmbeddedRedis
 from workers import deliver, sweep
-from workers.events import build
 from workers.fanout import delivery
 
 ROOT = Path(__file__).resolve().parent.parent

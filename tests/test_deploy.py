@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app.keys import DELIVERY_QUEUE, QUEUE_NAME
-from workers.routes import load_routes
+from app.routes import load_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -15,12 +15,11 @@ import orjson
 import pytest
 from flask import request
 
-from app import quarantine
+from app import dlq, quarantine
 from app.enqueue import outbox
 from app.keys import QUARANTINE
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
-from workers import dlq
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from app import enqueue
+from app import enqueue, store
 from app.keys import CLAIMED, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
-from workers import drain, state, sweep
+from workers import drain, sweep
 
 LANE = 2
 
@@ -40,7 +40,7 @@ def fill(r, count: int, lane: int = LANE) -> list[str]:
 
 def assert_applied_once(r, ids: list[str]) -> None:
     for message_id in ids:
-        found = state.get_message(r, message_id)
+        found = store.get_message(r, message_id)
         assert found is not None, message_id
         assert len(found["history"]) == 1, message_id
     assert r.xlen(EVENT_STREAM) == len(ids)
@@ -188,7 +188,7 @@ def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
     r.set(LANE_LOCK.format(lane=LANE), "job-2")
     assert drain.apply_batch(r, LANE, "job-1", items, Counter()) is False
     assert r.xlen(EVENT_STREAM) == 0
-    assert state.get_message(r, ids[0]) is None
+    assert store.get_message(r, ids[0]) is None
     assert batch(r, "job-1") == ids  # still claimed, for the hand-back
 
 

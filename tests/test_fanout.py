@@ -14,11 +14,11 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.events import dlr_event_id, mo_event_id
 from app.keys import EVENT_STREAM, MO_UNROUTED
 from tests.conftest import basic_header
 from tests.consumers import SECRET, ConsumerServer, http_consumer, routes_text, stream_consumer
 from tests.samples import push, report
-from workers.events import dlr_event_id, mo_event_id
 
 CONTEST_NUMBER = "41793026727"
 OTHER_NUMBER = "41790000001"

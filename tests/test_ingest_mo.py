@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from app import create_app
+from app import create_app, events
 from app.errors import ConfigError
 from app.keys import EVENT_STREAM, INDEX_IN, PARTS, PARTS_PENDING, QUARANTINE
 from tests.conftest import BASIC_PASSWORD, TOKEN, Infobip, basic_header, run_workers
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, SEED_BIN, SEED_PULL, SEED_TEXT
 from tools.redis_server import free_port
-from workers import events, sweep
+from workers import sweep
 from workers.settings import routes, settings
 
 PATH_TEMPLATE = "https://sms.example.com/infobip/mo/%receiver%/%sender%?text=%text%"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import ConfigError
-from workers.routes import (
+from app.routes import (
     INFOBIP_RETRY_SCHEDULE,
     Consumer,
     Routes,

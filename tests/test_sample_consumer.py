@@ -7,8 +7,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
+from app.routes import load_routes
 from tools.sample_consumer import DEMO_SECRET, handler
-from workers.routes import load_routes
 from workers.webhook import attempt
 
 

@@ -13,10 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app import dlr
+from app import dlr, events, store
 from app.keys import BULK, EVENT_STREAM, INDEX_ALL, INDEX_BULK, INDEX_TO, MESSAGE
 from tests.samples import push, raw, report
-from workers import events, state
 from workers.settings import settings
 
 
@@ -25,7 +24,7 @@ def stream(r) -> list[dict[str, Any]]:
 
 
 def history(r, message_id: str) -> list[dict[str, Any]]:
-    return state.get_message(r, message_id)["history"]
+    return store.get_message(r, message_id)["history"]
 
 
 @pytest.fixture
@@ -88,8 +87,8 @@ def test_the_same_report_twice_in_one_request_counts_once(deliver, r):
     assert resp.json["accepted"] == 2  # both valid; the worker dedupes
     assert r.xlen(EVENT_STREAM) == 1
     assert len(history(r, "m1")) == 1
-    assert state.get_bulk(r, "bulk-1")["total"] == 1
-    assert state.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.01"}
+    assert store.get_bulk(r, "bulk-1")["total"] == 1
+    assert store.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.01"}
 
 
 def test_a_new_status_or_error_or_doneAt_is_not_a_duplicate(deliver, r):
@@ -106,9 +105,9 @@ def test_a_new_status_or_error_or_doneAt_is_not_a_duplicate(deliver, r):
 
 def test_intermediate_then_final(deliver, r):
     deliver(push(pending("m1")))
-    assert state.get_message(r, "m1")["final"] is False
+    assert store.get_message(r, "m1")["final"] is False
     deliver(push(delivered("m1")))
-    current = state.get_message(r, "m1")
+    current = store.get_message(r, "m1")
     assert current["final"] is True and current["status"]["groupName"] == "DELIVERED"
 
 
@@ -118,23 +117,23 @@ def test_intermediate_then_final(deliver, r):
 def test_intermediate_arriving_after_the_final_is_kept_but_not_current(intermediate_done_at, deliver, r):
     deliver(push(delivered("m1")))
     deliver(push(pending("m1", doneAt=intermediate_done_at)))
-    current = state.get_message(r, "m1")
+    current = store.get_message(r, "m1")
     assert current["status"]["groupName"] == "DELIVERED" and current["final"] is True
     assert [h["status"]["groupName"] for h in current["history"]] == ["DELIVERED", "PENDING"]
-    assert state.get_bulk(r, "bulk-1")["byGroup"] == {"DELIVERED": 1}
+    assert store.get_bulk(r, "bulk-1")["byGroup"] == {"DELIVERED": 1}
 
 
 def test_both_orders_in_one_request(deliver, r):
     deliver(push(delivered("m1"), pending("m1")))
-    assert state.get_message(r, "m1")["status"]["groupName"] == "DELIVERED"
+    assert store.get_message(r, "m1")["status"]["groupName"] == "DELIVERED"
     deliver(push(pending("m2"), delivered("m2")))
-    assert state.get_message(r, "m2")["status"]["groupName"] == "DELIVERED"
+    assert store.get_message(r, "m2")["status"]["groupName"] == "DELIVERED"
 
 
 def test_between_two_intermediates_the_later_doneAt_wins(deliver, r):
     deliver(push(pending("m1", doneAt="2015-06-04T13:01:58.000+0000", error={"id": 27})))
     deliver(push(pending("m1", doneAt="2015-06-04T13:01:50.000+0000")))  # older, arrived late
-    current = state.get_message(r, "m1")
+    current = store.get_message(r, "m1")
     assert current["error"]["id"] == 27
     assert len(current["history"]) == 2
 
@@ -142,7 +141,7 @@ def test_between_two_intermediates_the_later_doneAt_wins(deliver, r):
 def test_between_two_finals_the_later_doneAt_wins(deliver, r):
     deliver(push(report("m1", "UNDELIVERABLE", doneAt="2015-06-04T13:03:00.000+0000")))
     deliver(push(report("m1", "DELIVERED", doneAt="2015-06-04T13:02:00.000+0000")))
-    assert state.get_message(r, "m1")["status"]["groupName"] == "UNDELIVERABLE"
+    assert store.get_message(r, "m1")["status"]["groupName"] == "UNDELIVERABLE"
 
 
 def test_history_keeps_every_report_in_arrival_order_with_event_ids(deliver, r):
@@ -156,8 +155,8 @@ def test_history_keeps_every_report_in_arrival_order_with_event_ids(deliver, r):
 
 
 def test_unknown_message_is_none(r):
-    assert state.get_message(r, "nope") is None
-    assert state.get_bulk(r, "nope") is None
+    assert store.get_message(r, "nope") is None
+    assert store.get_bulk(r, "nope") is None
 
 
 # --- per bulk -------------------------------------------------------------------------------
@@ -165,13 +164,13 @@ def test_unknown_message_is_none(r):
 
 def test_counts_per_group_move_with_the_current_status(deliver, r):
     deliver(push(pending("m1"), pending("m2"), pending("m3")))
-    assert state.get_bulk(r, "bulk-1")["byGroup"] == {"PENDING": 3}
+    assert store.get_bulk(r, "bulk-1")["byGroup"] == {"PENDING": 3}
     deliver(push(delivered("m1")))
-    bulk = state.get_bulk(r, "bulk-1")
+    bulk = store.get_bulk(r, "bulk-1")
     assert bulk["byGroup"] == {"DELIVERED": 1, "PENDING": 2}
     assert bulk["total"] == 3  # a message counts once, in its current group
     deliver(push(delivered("m2"), report("m3", "UNDELIVERABLE", error={"id": 1})))
-    bulk = state.get_bulk(r, "bulk-1")
+    bulk = store.get_bulk(r, "bulk-1")
     assert bulk["byGroup"] == {"DELIVERED": 2, "UNDELIVERABLE": 1}
     assert bulk["total"] == 3
 
@@ -181,14 +180,14 @@ def test_cost_is_summed_exactly_in_decimals(deliver, r):
     body = raw("notify_push.repeated.xml").replace(b"MESSAGE-ID-123-xyz", b"MESSAGE-ID-124-xyz")
     deliver(raw("notify_push.nested.xml"), "application/xml")
     deliver(body, "application/xml")  # one more message of the bulk (the first is a resend)
-    bulk = state.get_bulk(r, "BULK-ID-123-xyz")
+    bulk = store.get_bulk(r, "BULK-ID-123-xyz")
     assert bulk["total"] == 3
     assert bulk["cost"] == {"EUR": "0.0003000000"}
 
 
 def test_float_prices_do_not_leave_float_artifacts(deliver, r):
     deliver(push(*(delivered(f"m{n}", price={"pricePerMessage": 0.1, "currency": "EUR"}) for n in range(3))))
-    assert state.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.3"}  # not 0.30000000000000004
+    assert store.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.3"}  # not 0.30000000000000004
 
 
 def test_cost_per_currency(deliver, r):
@@ -200,7 +199,7 @@ def test_cost_per_currency(deliver, r):
             delivered("m4", price=None),
         )
     )
-    bulk = state.get_bulk(r, "bulk-1")
+    bulk = store.get_bulk(r, "bulk-1")
     assert bulk["cost"] == {"EUR": "0.0100", "USD": "0.0100"}
     assert bulk["total"] == 4
 
@@ -208,9 +207,9 @@ def test_cost_per_currency(deliver, r):
 def test_a_message_is_charged_once_whatever_its_reports(deliver, r):
     """The intermediate and the final report both carry the price: the bulk pays it once."""
     deliver(raw("intermediate_push.json"))
-    assert state.get_bulk(r, "BULK-ID-123-xyz")["cost"] == {"EUR": "0.0002"}
+    assert store.get_bulk(r, "BULK-ID-123-xyz")["cost"] == {"EUR": "0.0002"}
     deliver(raw("notify_push.json"))
-    bulk = state.get_bulk(r, "BULK-ID-123-xyz")
+    bulk = store.get_bulk(r, "BULK-ID-123-xyz")
     assert bulk["cost"] == {"EUR": "0.0002"}
     assert bulk["byGroup"] == {"DELIVERED": 2}
 
@@ -218,7 +217,7 @@ def test_a_message_is_charged_once_whatever_its_reports(deliver, r):
 def test_a_changed_price_replaces_the_old_one(deliver, r):
     deliver(push(pending("m1", price={"pricePerMessage": 0.01, "currency": "EUR"})))
     deliver(push(delivered("m1", price={"pricePerMessage": 0.02, "currency": "EUR"})))
-    assert state.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.02"}
+    assert store.get_bulk(r, "bulk-1")["cost"] == {"EUR": "0.02"}
 
 
 def test_first_sent_and_last_done(deliver, r):
@@ -229,14 +228,14 @@ def test_first_sent_and_last_done(deliver, r):
             report("c", sentAt="2015-06-04T13:01:59.000+0000", doneAt="2015-06-04T15:02:30.000+0200"),
         )
     )
-    bulk = state.get_bulk(r, "bulk-1")
+    bulk = store.get_bulk(r, "bulk-1")
     assert bulk["firstSentAt"] == "2015-06-04T13:01:50.000Z"
     assert bulk["lastDoneAt"] == "2015-06-04T13:03:00.000Z"
 
 
 def test_bulk_shape(deliver, r):
     deliver(raw("notify_push.json"))
-    assert state.get_bulk(r, "BULK-ID-123-xyz") == {
+    assert store.get_bulk(r, "BULK-ID-123-xyz") == {
         "bulkId": "BULK-ID-123-xyz",
         "total": 2,
         "byGroup": {"DELIVERED": 2},
@@ -253,7 +252,7 @@ def test_reports_without_bulk_make_no_bulk(deliver, r):
 
 def test_a_status_group_the_tables_do_not_know_is_counted_as_given(deliver, r):
     deliver(push(report("m1", status={"groupName": "LOST"}), report("m2", status=None)))
-    assert state.get_bulk(r, "bulk-1")["byGroup"] == {"LOST": 1, "UNKNOWN": 1}
+    assert store.get_bulk(r, "bulk-1")["byGroup"] == {"LOST": 1, "UNKNOWN": 1}
 
 
 # --- retention ------------------------------------------------------------------------------
@@ -323,7 +322,7 @@ def test_event_ids_match_history(deliver, r):
     deliver(raw("notify_push.json"))
     ids = {e["data"]["messageId"]: e["id"] for e in stream(r)}
     for message_id, event_id in ids.items():
-        assert state.get_message(r, message_id)["eventId"] == event_id
+        assert store.get_message(r, message_id)["eventId"] == event_id
 
 
 def event_id(**fields: Any) -> str:

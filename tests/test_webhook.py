@@ -25,8 +25,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.routes import INFOBIP_RETRY_SCHEDULE, Consumer
 from workers import webhook
-from workers.routes import INFOBIP_RETRY_SCHEDULE, Consumer
 from workers.webhook import attempt, next_delay, parse_retry_after, sign_headers
 
 SECRET = "whsec_" + base64.b64encode(b"consumer-secret-0123456789abcdef").decode()

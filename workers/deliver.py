@@ -31,8 +31,8 @@ from rq import get_current_job
 from app.clock import now_text
 from app.enqueue import LOCK_TTL, Channel, outbox
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES
+from app.routes import Consumer
 from workers import webhook
-from workers.routes import Consumer
 from workers.settings import routes
 
 log = logging.getLogger(__name__)

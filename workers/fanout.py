@@ -2,7 +2,7 @@
 
 Runs inside the drain job's transaction, so an event reaches every consumer's outbox or
 stream exactly when its state is written: never one without the other.
-- An MO takes the first matching MO route (`workers.routes.match_mo_route`); its name is
+- An MO takes the first matching MO route (`app.routes.match_mo_route`); its name is
   recorded on the message. An MO no route takes is kept all the same, and counted.
 - `redis-stream` consumers get an XADD (approximate MAXLEN) right here.
 - HTTP consumers get a delivery in their outbox; `workers.deliver` sends it, with retries,
@@ -19,9 +19,9 @@ from redis.client import Pipeline
 
 from app.clock import now_text
 from app.enqueue import outbox
+from app.events import MO_RECEIVED
 from app.keys import MO_UNROUTED, OUTBOX
-from workers.events import MO_RECEIVED
-from workers.routes import Routes, consumers_for, match_mo_route
+from app.routes import Routes, consumers_for, match_mo_route
 
 
 def delivery(event_id: str, body: bytes) -> bytes:

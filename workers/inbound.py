@@ -23,6 +23,7 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
+from app import events
 from app.clock import epoch
 from app.keys import (
     INBOUND,
@@ -35,8 +36,6 @@ from app.keys import (
     PARTS_PENDING,
 )
 from app.mo_text import keyword_split
-from workers import events
-from workers.state import scan_newest
 
 Router = Callable[[dict[str, Any]], str | None]
 
@@ -182,44 +181,3 @@ class InboundState:
         for key in keys:
             pipe.zadd(key, {message_id: score}, nx=True)
             pipe.expire(key, self.retention)
-
-
-# --- reads, for the query API ---------------------------------------------------------------
-
-
-def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
-    raw = r.get(INBOUND.format(message_id=message_id))
-    return orjson.loads(raw) if raw else None
-
-
-def find_inbound(
-    r: Redis,
-    *,
-    sender: str | None = None,
-    to: str | None = None,
-    keyword: str | None = None,
-    limit: int = 50,
-    max_scan: int = 20_000,
-) -> list[dict[str, Any]]:
-    """Newest first; the most selective index drives the scan, the other filters check each."""
-    if sender:
-        key = INDEX_IN_FROM.format(sender=sender)
-    elif keyword:
-        key = INDEX_IN_KEYWORD.format(keyword=keyword.upper())
-    elif to:
-        key = INDEX_IN_TO.format(to=to)
-    else:
-        key = INDEX_IN
-    return scan_newest(
-        r,
-        key,
-        INBOUND,
-        orjson.loads,
-        lambda data: not (
-            (sender and data.get("from") != sender)
-            or (to and data.get("to") != to)
-            or (keyword and (data.get("keyword") or "").upper() != keyword.upper())
-        ),
-        limit,
-        max_scan,
-    )

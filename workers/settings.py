@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from app import config, logs
-from workers.routes import Routes, load_routes
+from app.routes import Routes, load_configured_routes
 
 
 @cache
@@ -20,10 +20,3 @@ def settings() -> dict[str, Any]:
 @cache
 def routes() -> Routes:
     return load_configured_routes(settings())
-
-
-def load_configured_routes(cfg: dict[str, Any]) -> Routes:
-    """The routes file if there is one; else every event to the `sms-events` stream."""
-    if cfg["ROUTES_PATH"]:
-        return load_routes(cfg["ROUTES_PATH"])
-    return Routes.default(maxlen=cfg["EVENT_STREAM_MAXLEN"])

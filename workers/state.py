@@ -20,23 +20,18 @@ the price of its latest priced report.
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from redis import Redis
 from redis.client import Pipeline
 
+from app import events
 from app.clock import epoch
 from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_BULKS, INDEX_TO, MESSAGE
-from workers import events
-
-UNKNOWN_GROUP = "UNKNOWN"
+from app.store import UNKNOWN_GROUP, pack, unpack
 
 
 @dataclass
@@ -188,14 +183,6 @@ class DeliveryState:
             pipe.expire(key, self.retention)
 
 
-def pack(record: dict[str, Any]) -> bytes:
-    return zlib.compress(orjson.dumps(record), 1)
-
-
-def unpack(blob: bytes) -> dict[str, Any]:
-    return orjson.loads(zlib.decompress(blob))
-
-
 def _lane_fields(raw: dict[bytes, bytes], lane: int) -> dict[str, Any]:
     """This lane's counters of a bulk hash, without the lane prefix, as numbers."""
     lane_text, fields = str(lane), {}
@@ -212,150 +199,3 @@ def _field_value(name: str, value: str) -> Any:
     if name.startswith("c:"):
         return Decimal(value)
     return value
-
-
-# --- reads, for the query API ---------------------------------------------------------------
-
-
-def get_message(r: Redis, message_id: str) -> dict[str, Any] | None:
-    return _message_view(r.get(MESSAGE.format(message_id=message_id)))
-
-
-def _message_view(blob: bytes | None, with_history: bool = True) -> dict[str, Any] | None:
-    """The current report in SPEC §3 `data` form, plus every report received, oldest first."""
-    if not blob:
-        return None
-    record = unpack(blob)
-    current = record["hist"][record["cur"]]
-    return {**current, "history": record["hist"]} if with_history else current
-
-
-def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
-    raw = r.hgetall(BULK.format(bulk_id=bulk_id))
-    if not raw:
-        return None
-    totals: dict[str, Any] = defaultdict(int)
-    cost: dict[str, Decimal] = defaultdict(Decimal)
-    first, last = [], []
-    for key, value in raw.items():
-        name = key.decode().split(":", 1)[1]
-        text = value.decode()
-        if name == "first":
-            first.append(text)
-        elif name == "last":
-            last.append(text)
-        elif name.startswith("c:"):
-            cost[name[2:]] += Decimal(text)
-        else:
-            totals[name] += int(text)
-    return {
-        "bulkId": bulk_id,
-        "total": totals.pop("n", 0),
-        "byGroup": {name[2:]: n for name, n in sorted(totals.items()) if n},
-        "cost": {currency: format(amount, "f") for currency, amount in sorted(cost.items())},
-        "firstSentAt": min(first, default=None),
-        "lastDoneAt": max(last, default=None),
-    }
-
-
-def recent_bulks(r: Redis, limit: int = 10) -> list[dict[str, Any]]:
-    """The bulks that changed last, with their totals."""
-    found = (get_bulk(r, b.decode()) for b in r.zrevrange(INDEX_BULKS, 0, limit - 1))
-    return [bulk for bulk in found if bulk]
-
-
-def find_messages(
-    r: Redis,
-    *,
-    bulk_id: str | None = None,
-    to: str | None = None,
-    general_status: str | None = None,
-    sent_since: datetime | None = None,
-    sent_until: datetime | None = None,
-    limit: int = 50,
-    max_scan: int = 20_000,
-) -> list[dict[str, Any]]:
-    """Newest first (by arrival), filtered like Infobip's /sms/1/logs. Scans at most `max_scan`."""
-    if to and not bulk_id:
-        return _find_by_recipient(r, to, general_status, sent_since, sent_until, limit, max_scan)
-    return scan_newest(
-        r,
-        INDEX_BULK.format(bulk_id=bulk_id) if bulk_id else INDEX_ALL,
-        MESSAGE,
-        lambda blob: _message_view(blob, with_history=False),
-        lambda view: _matches(view, bulk_id, to, general_status, sent_since, sent_until),
-        limit,
-        max_scan,
-    )
-
-
-def scan_newest(
-    r: Redis,
-    index: str,
-    value_key: str,
-    decode: Callable[[bytes], dict[str, Any] | None],
-    keep: Callable[[dict[str, Any]], bool],
-    limit: int,
-    max_scan: int,
-) -> list[dict[str, Any]]:
-    """Walk an index zset newest first, a page at a time; fetch the values (`value_key` with
-    `{message_id}`) with one MGET per page; keep what `keep` accepts, up to `limit`. Entries
-    whose value expired are skipped. At most `max_scan` index entries are looked at."""
-    found: list[dict[str, Any]] = []
-    page = max(limit * 2, 100)
-    for start in range(0, max_scan, page):
-        ids = r.zrevrange(index, start, start + page - 1)
-        if not ids:
-            break
-        for blob in r.mget([value_key.format(message_id=i.decode()) for i in ids]):
-            value = decode(blob) if blob else None
-            if value is not None and keep(value):
-                found.append(value)
-                if len(found) >= limit:
-                    return found
-    return found
-
-
-def _find_by_recipient(
-    r: Redis,
-    to: str,
-    general_status: str | None,
-    sent_since: datetime | None,
-    sent_until: datetime | None,
-    limit: int,
-    max_scan: int,
-) -> list[dict[str, Any]]:
-    """A recipient has few messages: take them all from the lexicographic index, then sort."""
-    prefix = f"{to}|".encode()
-    # Byte 0xFF never occurs in UTF-8, so "[prefix" .. "[prefix\xff" is exactly that prefix.
-    members = r.zrangebylex(INDEX_TO, b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=max_scan)
-    ids = [m[len(prefix) :].decode() for m in members]
-    blobs = r.mget([MESSAGE.format(message_id=i) for i in ids]) if ids else []
-    views = [_message_view(blob, with_history=False) for blob in blobs]
-    found = [v for v in views if v and _matches(v, None, to, general_status, sent_since, sent_until)]
-    found.sort(key=lambda v: v.get("receivedAt") or "", reverse=True)
-    return found[:limit]
-
-
-def _matches(
-    view: dict[str, Any],
-    bulk_id: str | None,
-    to: str | None,
-    general_status: str | None,
-    sent_since: datetime | None,
-    sent_until: datetime | None,
-) -> bool:
-    if bulk_id and view.get("bulkId") != bulk_id:
-        return False
-    if to and view.get("to") != to:
-        return False
-    group = (view.get("status") or {}).get("groupName") or UNKNOWN_GROUP
-    if general_status and group.upper() != general_status.upper():
-        return False
-    if sent_since or sent_until:
-        if not view.get("sentAt"):
-            return False
-        sent = datetime.fromisoformat(view["sentAt"])
-        if (sent_since and sent < sent_since) or (sent_until and sent > sent_until):
-            return False
-    return True

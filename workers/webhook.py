@@ -35,7 +35,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from workers.routes import Consumer
+from app.routes import Consumer
 
 MAX_RETRY_AFTER = 24 * 3600.0  # a consumer cannot park its deliveries for longer than a day
 MAX_ERROR_BODY = 200  # characters of a failure answer kept in `error`

@@ -16,7 +16,7 @@ from redis import Redis
 from app.clock import epoch
 from app.enqueue import outbox
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, MO_UNROUTED, RETRIES
-from workers.routes import Routes
+from app.routes import Routes
 
 RESET = ("lastError", "lastAttemptAt", "reason", "deadAt")
 

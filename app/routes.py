@@ -17,9 +17,10 @@ import binascii
 import difflib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -27,8 +28,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from app.errors import ConfigError
+from app.events import EVENT_TYPES
 from app.keys import EVENT_STREAM
-from workers.events import EVENT_TYPES
 
 # Infobip's own retry cycle for notifyUrl (seed "Запуск цикла повторных попыток для Отчета о
 # доставке"): retry n waits 1 min + 1 min * n^2, n = 0..19, at most 20 retries, the last one
@@ -167,6 +168,13 @@ def load_routes(path: str | Path) -> Routes:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the routes file: {err}") from err
     return parse_routes(text, path.name)
+
+
+def load_configured_routes(cfg: Mapping[str, Any]) -> Routes:
+    """The routes file if there is one; else every event to the `sms-events` stream."""
+    if cfg["ROUTES_PATH"]:
+        return load_routes(cfg["ROUTES_PATH"])
+    return Routes.default(maxlen=cfg["EVENT_STREAM_MAXLEN"])
 
 
 def check_file(path: str | Path) -> str:
@@ -396,11 +404,11 @@ def consumers_for(routes: Routes, event_type: str, route: MoRoute | None) -> lis
     return [c for c in routes.consumers.values() if c.name in named or _subscribed(c.events, event_type)]
 
 
-if __name__ == "__main__":  # `python -m workers.routes FILE`: check a file without starting the app
+if __name__ == "__main__":  # `python -m app.routes FILE`: check a file without starting the app
     import sys
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m workers.routes FILE")
+        sys.exit("usage: python -m app.routes FILE")
     try:
         print(check_file(sys.argv[1]))
     except (ConfigError, OSError) as err:
