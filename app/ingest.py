@@ -9,22 +9,19 @@ Retry-After when Redis cannot take the write (a RedisError from any step; see
 
 from __future__ import annotations
 
-from collections import defaultdict
 from types import ModuleType
 from typing import Any
 
 from flask import Blueprint, current_app, request
 from flask.views import MethodView
-from marshmallow import ValidationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from app import auth, dlr, enqueue, metrics, mo, quarantine
-from app.clock import now_text
+from app import auth, dlr, enqueue, handoff, metrics, mo, quarantine
 from app.connection import get_redis
 from app.decode import decode_body
 from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout
-from app.keys import QUARANTINE, lane_of
+from app.keys import QUARANTINE
 
 bp = Blueprint("ingest", __name__, url_prefix="/infobip")
 
@@ -84,31 +81,15 @@ class IngestView(MethodView):
         return found
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        accepted, rejected = [], []
-        for index, item in enumerate(raw_items):
-            try:
-                accepted.append(self.parser.load(item))
-            except ValidationError as err:
-                rejected.append({"index": index, "errors": err.messages})
-        return accepted, rejected
+        return handoff.validate(self.kind, raw_items)
 
     def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
-        """Envelope each item and group by lane, so one message always meets one drain job."""
-        received_at = now_text()
-        lanes = current_app.config["DRAIN_LANES"]
-        grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for data in accepted:
-            envelope = {"kind": self.kind, "receivedAt": received_at, "data": data}
-            grouped[lane_of(self.parser.lane_key(data), lanes)].append(envelope)
-        return {lane: enqueue.encode(items) for lane, items in grouped.items()}
+        return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
 
 
 class DeliveryReportView(IngestView):
     kind = "dlr"
     parser = dlr
-
-    def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
 
 
 class InboundView(IngestView):

@@ -35,6 +35,30 @@ def record(request: Request, reason: str, errors: Any = None, body: bytes | None
         "reason": reason,
         "errors": errors,
     }
+    return _serialized(entry, body)
+
+
+def record_input(source: str, path: str, content_type: str, reason: str, errors: Any,
+                 body: bytes) -> bytes:
+    """One quarantine entry for input that did not come as an HTTP request (a pulled page, an
+    SMPP PDU). It is written as the request that would carry it to ingest (`path`, POST, the
+    content type), so `flask quarantine replay` runs it through the same endpoint."""
+    entry: dict[str, Any] = {
+        "id": "q_" + uuid.uuid4().hex,
+        "at": now_text(),
+        "source": source,
+        "method": "POST",
+        "path": path,
+        "query": [],
+        "headers": {"Content-Type": content_type},
+        "remoteAddr": None,
+        "reason": reason,
+        "errors": errors,
+    }
+    return _serialized(entry, body)
+
+
+def _serialized(entry: dict[str, Any], body: bytes | None) -> bytes:
     if body:
         try:
             entry["body"] = body.decode("utf-8")

@@ -1,0 +1,68 @@
+"""The hand-off every adapter feeds: validate, quarantine the rejects, envelope by lane, push.
+
+HTTP ingest (app/ingest.py) runs these steps inside a request, with the web process's group
+commit. Adapters that run in their own processes (the pull poller, the SMPP receiver) call
+`accept()`, which does the same steps and returns once the accepted items and the quarantine
+record are in Redis, in one atomic write (`enqueue.push`). Adapters never write state: the
+drain jobs do, so a report applies the same way, with the same event id, whichever way it came.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError
+from redis import Redis
+
+from app import dlr, enqueue, mo, quarantine
+from app.clock import now_text
+from app.keys import lane_of
+
+PARSERS = {"dlr": dlr, "mo": mo}
+
+
+def validate(kind: str, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(normalized `data` of the valid items, `{"index", "errors"}` of the others)."""
+    if kind == "dlr":
+        return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
+    parser = PARSERS[kind]
+    accepted, rejected = [], []
+    for index, item in enumerate(raw_items):
+        try:
+            accepted.append(parser.load(item))
+        except ValidationError as err:
+            rejected.append({"index": index, "errors": err.messages})
+    return accepted, rejected
+
+
+def by_lane(kind: str, accepted: list[dict[str, Any]], lanes: int) -> dict[int, list[bytes]]:
+    """Envelope each item and group by lane, so one message always meets one drain job."""
+    received_at = now_text()
+    lane_key = PARSERS[kind].lane_key
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for data in accepted:
+        envelope = {"kind": kind, "receivedAt": received_at, "data": data}
+        grouped[lane_of(lane_key(data), lanes)].append(envelope)
+    return {lane: enqueue.encode(items) for lane, items in grouped.items()}
+
+
+def accept(r: Redis, config: Mapping[str, Any], kind: str, raw_items: list[Any], *, source: str,
+           body: bytes, path: str, content_type: str = "application/json") -> dict[str, Any]:
+    """Validate `raw_items` of one input (a pulled page, a PDU), mark each accepted item with its
+    `source`, and write them and, if some were rejected, a quarantine record of `body` in one
+    atomic step. Returns `{"accepted": n, "rejected": [...]}` once that step is in Redis; raises
+    the RedisError otherwise (then nothing of this input was written, and the adapter must not
+    acknowledge it). `path` and `content_type` say where a quarantine replay sends `body`."""
+    accepted, rejected = validate(kind, raw_items)
+    for data in accepted:
+        data["source"] = source
+    entry = None
+    if rejected:
+        reason = "invalid items" if accepted else "nothing valid in the input"
+        entry = quarantine.record_input(source, path, content_type, reason, rejected, body)
+    if accepted or entry:
+        write = enqueue.Write(by_lane(kind, accepted, config["DRAIN_LANES"]), entry)
+        enqueue.push(r, [write], config["QUARANTINE_MAX"])
+    return {"accepted": len(accepted), "rejected": rejected}
