@@ -23,7 +23,7 @@ from app import auth, dlr, enqueue, metrics, mo, quarantine
 from app.clock import now_text
 from app.connection import get_redis
 from app.decode import decode_body
-from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout
+from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout, UriTooLong
 from app.keys import QUARANTINE, lane_of
 
 bp = Blueprint("ingest", __name__, url_prefix="/infobip")
@@ -48,6 +48,11 @@ class IngestView(MethodView):
         def keep(entry: bytes | None) -> None:
             if entry is not None and keep_rejects:
                 quarantine.keep(r, entry, config["QUARANTINE_MAX"])
+
+        url_bytes = len(request.environ.get("RAW_URI") or request.full_path)
+        if url_bytes > config["MAX_URL_BYTES"]:
+            keep(quarantine.record(request, "URL too long", {"urlBytes": url_bytes}))
+            raise UriTooLong(f"the URL is {url_bytes} bytes, over MAX_URL_BYTES ({config['MAX_URL_BYTES']})")
 
         try:
             body = request.get_data(cache=False)

@@ -14,6 +14,7 @@ import base64
 import hmac
 import io
 import logging
+import socket
 from typing import Any
 
 import orjson
@@ -407,3 +408,29 @@ def test_no_secret_in_logs_answers_quarantine_or_dead_letters(use_routes, work, 
     }
     for where, text in places.items():
         assert [s for s in every_secret() if s in text] == [], where
+
+
+# --- what gunicorn refuses itself is JSON too (issue 19) -------------------------------------
+
+GUNICORN_REFUSALS = {
+    "bad request line": b"GET /infobip/mo?token=%s HTTP/1.1 extra\r\nHost: h\r\n\r\n",
+    "header over limit_request_field_size": b"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: "
+                                            + b"a" * 20000 + b"\r\n\r\n",
+    "malformed header": b"GET /healthz HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", GUNICORN_REFUSALS)
+def test_what_gunicorn_refuses_itself_is_answered_in_json(name, gunicorn):
+    data = GUNICORN_REFUSALS[name].replace(b"%s", TOKEN.encode())
+    with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert 400 <= status < 500, answer[:300]
+    assert b"content-type: application/json" in head.lower(), head
+    assert set(orjson.loads(body)) == {"error", "message"}
+    assert TOKEN.encode() not in answer
