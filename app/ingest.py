@@ -13,6 +13,7 @@ from collections import defaultdict
 from types import ModuleType
 from typing import Any
 
+import orjson
 from flask import Blueprint, current_app, request
 from flask.views import MethodView
 from marshmallow import ValidationError
@@ -73,7 +74,7 @@ class IngestView(MethodView):
             raise
         accepted, rejected = self.validate(raw_items)
         metrics.count_items(self.kind, len(accepted), len(rejected))
-        entry = quarantine.record(request, "invalid items", rejected, body) if rejected else None
+        entry = quarantine.record(request, self.reason(rejected), rejected, body) if rejected else None
         if not accepted:
             keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
@@ -87,6 +88,10 @@ class IngestView(MethodView):
         if not found:
             raise InvalidPayload("no items in the body")
         return found
+
+    def reason(self, rejected: list[dict[str, Any]]) -> str:
+        """The quarantine entry's reason for a body with rejected items."""
+        return "invalid items"
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         accepted, rejected = [], []
@@ -115,6 +120,10 @@ class DeliveryReportView(IngestView):
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
 
+    def reason(self, rejected: list[dict[str, Any]]) -> str:
+        """Say so when an inbound message came here: `replay(..., to="mo")` recovers it."""
+        return f"invalid items: {dlr.INBOUND_HINT}" if dlr.inbound_like(rejected) else "invalid items"
+
 
 class InboundView(IngestView):
     """MO forwards: GET is Infobip's default, POST on request. Path placeholders of
@@ -136,18 +145,29 @@ class InboundView(IngestView):
         return found
 
 
-def replay(entry_id: str) -> dict[str, Any]:
+def replay(entry_id: str, to: str | None = None) -> dict[str, Any]:
     """Run a quarantined request through its endpoint again, e.g. after a fix. It passed auth
-    when it came. Fully accepted now: it leaves the quarantine; otherwise it stays."""
+    when it came. Fully accepted now: it leaves the quarantine; otherwise it stays.
+
+    `to="mo"` sends a delivery-report entry to /infobip/mo instead: inbound messages that a
+    misconfigured MO URL posted to /infobip/dlr. Only the items rejected there go, as Infobip's
+    JSON inbound push `{"results": [...]}` (the others were accepted as reports already)."""
+    if to not in (None, "mo"):
+        raise InvalidPayload("bad replay target", {"to": ['"mo", or nothing for the endpoint it came to']})
     r = get_redis()
     found = quarantine.find(r, entry_id)
     if found is None:
         raise NotFound(f"no quarantine entry {entry_id!r}")
     raw, entry = found
+    path, method, body = entry["path"], entry["method"], quarantine.body_of(entry)
     headers = {k: v for k, v in entry["headers"].items() if k.lower() not in ("content-length", "host")}
+    if to == "mo" and path == "/infobip/dlr":
+        path, method, body = "/infobip/mo", "POST", _rejected_items(entry, body)
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        headers["Content-Type"] = "application/json"
     with current_app.test_request_context(
-        entry["path"], method=entry["method"], query_string=entry["query"], headers=headers,
-        data=quarantine.body_of(entry), environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
+        path, method=method, query_string=entry["query"], headers=headers,
+        data=body, environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
     ):
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
         try:
@@ -157,6 +177,19 @@ def replay(entry_id: str) -> dict[str, Any]:
     if not answer["rejected"]:
         r.lrem(QUARANTINE, 1, raw)
     return {"id": entry_id, "status": 200, **answer}
+
+
+def _rejected_items(entry: dict[str, Any], body: bytes) -> bytes:
+    """The items of a delivery-report body that were rejected, as a JSON push; the body as it
+    is when it was refused as a whole (no per-item reasons)."""
+    rejected = entry.get("errors")
+    if not (isinstance(rejected, list) and all(isinstance(x, dict) and "index" in x for x in rejected)):
+        return body
+    try:
+        found = dlr.items(*decode_body(body, entry["headers"].get("Content-Type")))
+    except ReceiverError:
+        return body
+    return orjson.dumps({"results": [found[x["index"]] for x in rejected if x["index"] < len(found)]})
 
 
 class MoTailConverter(PathConverter):

@@ -23,7 +23,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, vali
 
 from app.clock import now_text, utc_text
 from app.decode import decode_body, xml_list
-from app.dlr import InfobipDateTime, Price, decimal_text
+from app.dlr import NO_CONTROL, InfobipDateTime, Price, decimal_text
 from app.errors import InvalidPayload
 from app.mo_template import Template
 from app.mo_text import decode_bytes, esm_has_udh, hex_bytes, keyword_split, split_udh
@@ -39,7 +39,7 @@ class Forward(Schema):
     text = fields.String(load_default=None)
     bin = fields.String(load_default=None)
     datetime = fields.String(load_default=None)
-    messageid = fields.String(load_default=None)
+    messageid = fields.String(load_default=None, validate=NO_CONTROL)
     datacoding = fields.Integer(load_default=0, validate=validate.Range(min=0, max=255))
     esmclass = fields.Integer(load_default=0, validate=validate.Range(min=0, max=255))
 
@@ -64,7 +64,7 @@ class Pulled(Schema):
     class Meta:
         unknown = INCLUDE
 
-    messageId = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    messageId = fields.String(required=True, validate=[validate.Length(min=1, max=256), NO_CONTROL])
     text = fields.String(load_default="")
     cleanText = fields.String(allow_none=True)
     keyword = fields.String(allow_none=True)

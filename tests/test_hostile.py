@@ -205,7 +205,8 @@ NON_UTF8 = {
     "XML text": ("/infobip/dlr", b"<reportResponse><results><messageId>m\xff</messageId></results>"
                  b"</reportResponse>", XML, 400),
     "XML declared Latin-1": ("/infobip/dlr", b'<?xml version="1.0" encoding="ISO-8859-1"?><reportResponse>'
-                             b"<results><messageId>m\xe9</messageId></results></reportResponse>", XML, 200),
+                             b"<results><messageId>m\xe9</messageId><status><id>5</id></status></results></reportResponse>",
+                             XML, 200),
     "MO form": ("/infobip/mo", b"sender=1&text=caf\xe9", FORM, 200),
     "MO JSON": ("/infobip/mo", b'{"sender": "1", "text": "\xff"}', JSON, 400),
     "lone surrogate escape": ("/infobip/dlr", b'{"results": [{"messageId": "\\ud800"}]}', JSON, 400),
@@ -248,7 +249,8 @@ def test_raw_non_utf8_text_is_kept_escaped(client, r, work):
 
 def test_duplicate_json_keys_the_last_one_wins(infobip, work, api):
     """As in every JSON parser we know (orjson, json, JavaScript): no error, the last value."""
-    body = b'{"results": [{"messageId": "first", "messageId": "last", "to": "1", "to": "2"}]}'
+    body = (b'{"results": [{"messageId": "first", "messageId": "last", "to": "1", "to": "2",'
+            b' "status": {"id": 5}}]}')
     assert infobip.dlr(body).json == {"accepted": 1, "rejected": []}
     work()
     assert api.get("/api/messages/first").status_code == 404
@@ -256,7 +258,9 @@ def test_duplicate_json_keys_the_last_one_wins(infobip, work, api):
 
 
 def test_duplicate_results_keys(infobip, work, r):
-    body = b'{"results": [{"messageId": "a"}], "results": [{"messageId": "b"}, {"messageId": "c"}]}'
+    status = b'"status": {"id": 5}'
+    body = (b'{"results": [{"messageId": "a", %s}], '
+            b'"results": [{"messageId": "b", %s}, {"messageId": "c", %s}]}' % (status, status, status))
     assert infobip.dlr(body).json["accepted"] == 2
     work()
     assert r.xlen(EVENT_STREAM) == 2

@@ -354,7 +354,7 @@ class TestOversizedBody:
         assert quarantined(r)[0]["reason"] == "body too large"
 
     def test_body_under_the_cap_is_accepted(self, infobip):
-        assert infobip.dlr(push({"messageId": "m1"})).status_code == 200
+        assert infobip.dlr(push(report("m1"))).status_code == 200
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
@@ -434,3 +434,78 @@ def test_redis_down_is_503_with_retry_after(body, redis_down_app):
 def test_redis_down_still_checks_credentials_first(redis_down_app):
     resp = redis_down_app.test_client().post("/infobip/dlr", data=NOTIFY_JSON)
     assert resp.status_code == 401
+
+
+# --- an inbound message posted to the DLR URL (issue 19) -------------------------------------
+
+NO_CONTROL = "Control characters are not allowed here."
+NOT_A_REPORT = "An item without a status is not a delivery report."
+HINT = "looks like an inbound message: is the MO forward URL pointing at /infobip/dlr?"
+INBOUND = {"messageId": "mo-misfiled-1", "from": "38598123123", "to": "41793026727", "text": "STOP ads",
+           "cleanText": "ads", "keyword": "STOP", "receivedAt": "2026-11-29T10:00:00.123+0000", "smsCount": 1}
+INBOUND_XML = (b"<reportResponse><results><result><messageId>mo-misfiled-1</messageId>"
+               b"<from>38598123123</from><to>41793026727</to><text>STOP ads</text>"
+               b"<cleanText>ads</cleanText><keyword>STOP</keyword>"
+               b"<receivedAt>2026-11-29T10:00:00.123+0000</receivedAt><smsCount>1</smsCount></result>"
+               b"</results></reportResponse>")
+
+
+@pytest.mark.parametrize("body, content_type", [(orjson.dumps({"results": [INBOUND]}), "application/json"),
+                                                (INBOUND_XML, "application/xml")], ids=["JSON", "XML"])
+def test_an_inbound_message_posted_to_dlr_is_refused_and_recovered_by_replay_to_mo(
+        body, content_type, infobip, api, work, r):
+    resp = infobip.dlr(body, content_type)
+    assert resp.status_code == 400
+    assert resp.json["details"] == [{"index": 0, "errors": {
+        "status": [NOT_A_REPORT, HINT]}}]
+    [entry] = quarantined(r)
+    assert entry["reason"] == f"invalid items: {HINT}"
+    work()
+    assert r.xlen(EVENT_STREAM) == 0  # no dlr.intermediate for anyone
+    assert api.get("/api/messages/mo-misfiled-1").status_code == 404
+    replayed = api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "mo"})
+    assert replayed.json == {"id": entry["id"], "status": 200, "accepted": 1, "rejected": []}
+    assert quarantined(r) == []
+    work()
+    got = api.get("/api/inbound/mo-misfiled-1").json
+    assert (got["text"], got["keyword"], got["from"]) == ("STOP ads", "STOP", "38598123123")
+    [event] = [orjson.loads(e[b"event"]) for _, e in r.xrange(EVENT_STREAM)]
+    assert event["type"] == "mo.received"
+    assert api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "mo"}).status_code == 404  # once
+
+
+def test_in_a_mixed_batch_only_the_inbound_item_is_rejected_and_replayed_to_mo(infobip, api, work, r):
+    resp = infobip.dlr(push(report("dlr-1"), INBOUND))
+    assert resp.status_code == 200 and resp.json["accepted"] == 1
+    assert resp.json["rejected"] == [{"index": 1, "errors": {
+        "status": [NOT_A_REPORT, HINT]}}]
+    [entry] = quarantined(r)
+    result = infobip.client.application.test_cli_runner().invoke(
+        args=["quarantine", "replay", entry["id"], "--to", "mo"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["accepted"] == 1
+    work()
+    assert api.get("/api/inbound/mo-misfiled-1").status_code == 200
+    assert api.get("/api/inbound/dlr-1").status_code == 404  # the report did not become an MO
+    assert api.get("/api/messages/dlr-1").status_code == 200
+
+
+def test_an_item_without_status_and_without_inbound_fields_is_plainly_invalid(infobip, r):
+    resp = infobip.dlr(push({"messageId": "m1", "to": "41793026727"}))
+    assert resp.status_code == 400
+    assert resp.json["details"][0]["errors"] == {"status": [NOT_A_REPORT]}
+    assert quarantined(r)[0]["reason"] == "invalid items"
+
+
+def test_a_replay_target_other_than_mo_is_400(infobip, api, r):
+    infobip.dlr(push({"messageId": "m1"}))
+    [entry] = quarantined(r)
+    resp = api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "sms"})
+    assert resp.status_code == 400 and list(resp.json["details"]) == ["to"]
+
+
+@pytest.mark.parametrize("field", ["messageId", "bulkId"])
+def test_control_characters_in_identifiers_are_rejected(field, infobip, r):
+    resp = infobip.dlr(push(report("m1", **{field: "a\u0000b"}), report("m2")))
+    assert resp.status_code == 200 and resp.json["accepted"] == 1
+    assert resp.json["rejected"] == [{"index": 0, "errors": {field: [NO_CONTROL]}}]

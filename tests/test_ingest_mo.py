@@ -864,3 +864,15 @@ def test_a_url_over_max_url_bytes_is_a_json_414_and_quarantined(gunicorn, r):
     assert entry["reason"] == "URL too long"
     assert dict(entry["query"])["text"] == "a" * (64 * 1024)  # as far as it was read: all of it
     assert "token" not in dict(entry["query"])
+
+
+@pytest.mark.parametrize("send", [
+    lambda mo: mo.get(sender=SENDER, text="hi", messageid="a\u0000b"),
+    lambda mo: mo.post(orjson.dumps({"results": [{"messageId": "a\u0000b", "from": SENDER, "text": "hi"}]}),
+                       "application/json"),
+], ids=["forward", "pull shape"])
+def test_control_characters_in_an_mo_message_id_are_refused(send, mo, r):
+    resp = send(mo)
+    assert resp.status_code == 400, resp.json
+    assert "Control characters are not allowed here." in json.dumps(resp.json["details"])
+    assert len(quarantined(r)) == 1
