@@ -509,3 +509,28 @@ def test_control_characters_in_identifiers_are_rejected(field, infobip, r):
     resp = infobip.dlr(push(report("m1", **{field: "a\u0000b"}), report("m2")))
     assert resp.status_code == 200 and resp.json["accepted"] == 1
     assert resp.json["rejected"] == [{"index": 0, "errors": {field: [NO_CONTROL]}}]
+
+
+# --- charsets and byte-order marks (issue 19) ------------------------------------------------
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"\xef\xbb\xbf" + orjson.dumps(push(report("m1", callbackData="Café"))), "application/json"),
+    (orjson.dumps(push(report("m1", callbackData="Café"))).decode().encode("latin-1"),
+     "application/json; charset=ISO-8859-1"),
+    (b"<reportResponse><results><messageId>m1</messageId><status><id>5</id></status>"
+     b"<callbackData>Caf\xe9</callbackData></results></reportResponse>", "text/xml; charset=ISO-8859-1"),
+], ids=["JSON after a UTF-8 BOM", "JSON in a declared Latin-1", "XML in a declared Latin-1"])
+def test_a_declared_charset_and_a_bom_are_honoured(body, content_type, infobip, work, api):
+    resp = infobip.dlr(body, content_type)
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    assert view(api, "m1")["callbackData"] == "Café"
+
+
+def test_bytes_the_declared_charset_cannot_decode_are_400_with_the_raw_body_quarantined(infobip, r):
+    body = orjson.dumps(push(report("m1"))).replace(b'"m1"', b'"m\x98"')  # 0x98: no character in cp1251
+    resp = infobip.dlr(body, "application/json; charset=windows-1251")
+    assert resp.status_code == 400 and resp.json["message"].startswith("body is not valid cp1251")
+    [entry] = quarantined(r)
+    assert base64.b64decode(entry["bodyBase64"]) == body

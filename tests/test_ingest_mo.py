@@ -876,3 +876,62 @@ def test_control_characters_in_an_mo_message_id_are_refused(send, mo, r):
     assert resp.status_code == 400, resp.json
     assert "Control characters are not allowed here." in json.dumps(resp.json["details"])
     assert len(quarantined(r)) == 1
+
+
+# --- declared charsets (issue 19) ------------------------------------------------------------
+
+
+def test_a_form_in_a_declared_latin_1_is_decoded_by_it(mo, work, api):
+    resp = mo.post(f"sender={SENDER}&messageid=cafe-1&text=Caf%E9+cr%E8me", f"{FORM}; charset=ISO-8859-1")
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    got = inbound(api, "cafe-1")
+    assert (got["text"], got["keyword"], got["cleanText"]) == ("Café crème", "CAFÉ", "crème")
+    assert got["warnings"] == [] and got["binary"] is None
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (f'{{"sender": "{SENDER}", "messageid": "cafe-2", "text": "Café crème"}}',
+     "application/json; charset=latin-1"),
+    (f'<?xml version="1.0" encoding="UTF-8"?><moRequest><sender>{SENDER}</sender>'
+     "<messageid>cafe-2</messageid><text>Café crème</text></moRequest>",
+     "application/xml; charset=ISO-8859-1"),
+], ids=["JSON", "XML whose declaration is wrong"])
+def test_a_json_or_xml_body_in_a_declared_charset_is_decoded_by_it(body, content_type, mo, work, api):
+    resp = mo.post(body.encode("latin-1"), content_type)
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    assert inbound(api, "cafe-2")["text"] == "Café crème"
+
+
+def test_form_bytes_the_charset_cannot_decode_are_kept_in_binary_with_a_warning(mo, work, api):
+    """They were silently replaced with U+FFFD: `Caf� cr�me`, keyword `CAF�`."""
+    resp = mo.post(f"sender={SENDER}&messageid=cafe-3&text=Caf%E9+cr\xe8me".encode("latin-1"), FORM)  # UTF-8
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    got = inbound(api, "cafe-3")
+    assert got["binary"] == "Caf\xe9 cr\xe8me".encode("latin-1").hex()
+    assert got["text"] == "Caf\ufffd cr\ufffdme"
+    assert got["warnings"] == [
+        "text has bytes its charset cannot decode, shown as U+FFFD; binary has them as sent"]
+
+
+def test_a_sender_the_charset_cannot_decode_is_400_with_the_raw_body_quarantined(mo, r):
+    body = b"sender=385%FF&text=hi"
+    resp = mo.post(body, f"{FORM}; charset=utf-8")
+    assert resp.status_code == 400 and "sender is not valid utf-8" in resp.json["message"]
+    [entry] = quarantined(r)
+    assert entry["body"] == body.decode()
+
+
+def test_a_utf8_byte_order_mark_before_json_is_ignored(mo, work, api):
+    body = b"\xef\xbb\xbf" + orjson.dumps({"sender": SENDER, "messageid": "bom-1", "text": "Привет"})
+    assert mo.post(body, "application/json").json == {"accepted": 1, "rejected": []}
+    work()
+    assert inbound(api, "bom-1")["text"] == "Привет"
+
+
+def test_an_unknown_charset_is_415_and_quarantined(mo, r):
+    resp = mo.post(b'{"sender": "1", "text": "x"}', "application/json; charset=no-such-charset")
+    assert resp.status_code == 415
+    assert len(quarantined(r)) == 1
