@@ -14,6 +14,7 @@ from typing import Any
 
 from environs import Env
 
+from app.codes import LANGUAGES
 from app.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -45,6 +46,8 @@ def load() -> dict[str, Any]:
         "DRAIN_LANES": env.int("DRAIN_LANES", 4),
         "QUARANTINE_MAX": env.int("QUARANTINE_MAX", 10_000),
         "EVENT_STREAM_MAXLEN": env.int("EVENT_STREAM_MAXLEN", 1_000_000),
+        # Language of the status and error descriptions filled in from Infobip's tables (app/codes.py).
+        "CODE_DESCRIPTIONS": env.str("CODE_DESCRIPTIONS", "en").strip().lower(),
         # Development mode allows running without ingest credentials (`make run` sets it).
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
@@ -71,6 +74,8 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    if config["CODE_DESCRIPTIONS"] not in LANGUAGES:
+        raise ConfigError(f"CODE_DESCRIPTIONS must be one of {', '.join(LANGUAGES)}")
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")

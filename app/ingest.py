@@ -118,7 +118,8 @@ class DeliveryReportView(IngestView):
     parser = dlr
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
+        # A bucket of up to 100 reports in one marshmallow pass.
+        return dlr.load_all(raw_items, current_app.config["CODE_DESCRIPTIONS"])
 
     def reason(self, rejected: list[dict[str, Any]]) -> str:
         """Say so when an inbound message came here: `replay(..., to="mo")` recovers it."""

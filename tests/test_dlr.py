@@ -240,7 +240,9 @@ def test_status_id_alone_is_classified_and_filled_from_the_table(status_id, grou
 def test_status_action_filled_from_the_table():
     data = dlr.load(report("m1", status={"id": 6}))
     assert data["status"]["name"] == "REJECTED_NETWORK"
-    assert data["status"]["action"] == "Свяжитесь с аккаунт-менеджером"
+    assert data["status"]["action"] == "Contact account manager"
+    russian = dlr.load(report("m1", status={"id": 6}), "ru")
+    assert russian["status"]["action"] == "Свяжитесь с аккаунт-менеджером"
 
 
 def test_report_names_and_descriptions_win_over_the_table():

@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from app import create_app
+from app.errors import ConfigError
 from app.keys import EVENT_STREAM, QUARANTINE
-from tests.conftest import Infobip, basic_header
+from tests.conftest import API_KEY, Infobip, basic_header
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, PLAIN_DOCTYPE, push, raw, report
 from tools.redis_server import free_port
 
@@ -534,3 +535,48 @@ def test_bytes_the_declared_charset_cannot_decode_are_400_with_the_raw_body_quar
     assert resp.status_code == 400 and resp.json["message"].startswith("body is not valid cp1251")
     [entry] = quarantined(r)
     assert base64.b64decode(entry["bodyBase64"]) == body
+
+
+# --- descriptions filled in English, or in the seed's Russian (issue 19) ---------------------
+
+BARE = {"status": {"groupId": 3, "id": 5}, "error": {"groupId": 0, "id": 0}}
+
+
+def test_descriptions_are_filled_in_infobips_english_by_default(infobip, work, api):
+    """They were the seed's Russian: "Сообщение доставлено на устройство", "Нет ошибки"."""
+    infobip.dlr(push({"messageId": "en-1", **BARE},
+                     {"messageId": "en-2", "status": {"id": 6}, "error": {"id": 1}}))
+    work()
+    got = view(api, "en-1")
+    assert (got["status"]["description"], got["error"]["description"]) == (
+        "Message delivered to handset", "No Error")
+    other = view(api, "en-2")
+    assert (other["status"]["description"], other["status"]["action"]) == ("Network is forbidden",
+                                                                            "Contact account manager")
+    assert other["error"]["description"] == "EC_UNKNOWN_SUBSCRIBER"  # no English text from Infobip: the name
+
+
+def test_code_descriptions_ru_keeps_the_seeds_russian(config, r, work):
+    client = create_app({**config, "CODE_DESCRIPTIONS": "ru"}).test_client()
+    assert Infobip(client).dlr(push({"messageId": "ru-1", **BARE})).status_code == 200
+    work()
+    got = client.get("/api/messages/ru-1", headers={"Authorization": f"Bearer {API_KEY}"}).json
+    assert (got["status"]["description"], got["error"]["description"]) == (
+        "Сообщение доставлено на устройство", "Нет ошибки")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_a_description_infobip_sent_is_never_replaced(language, config, r, work):
+    client = create_app({**config, "CODE_DESCRIPTIONS": language}).test_client()
+    sent = {"status": {"groupId": 3, "id": 5, "description": "Zugestellt", "action": "Nichts"},
+            "error": {"groupId": 0, "id": 0, "description": "Kein Fehler"}}
+    assert Infobip(client).dlr(push({"messageId": "sent-1", **sent})).status_code == 200
+    work()
+    got = client.get("/api/messages/sent-1", headers={"Authorization": f"Bearer {API_KEY}"}).json
+    assert (got["status"]["description"], got["status"]["action"], got["error"]["description"]) == (
+        "Zugestellt", "Nichts", "Kein Fehler")
+
+
+def test_an_unknown_code_descriptions_language_stops_start_up(config, r):
+    with pytest.raises(ConfigError, match="CODE_DESCRIPTIONS must be one of en, ru"):
+        create_app({**config, "CODE_DESCRIPTIONS": "de"})
