@@ -49,7 +49,10 @@ def quarantined() -> dict[str, Any]:
 
 @bp.post("/quarantine/<entry_id>/replay")
 def replay_quarantined(entry_id: str) -> dict[str, Any]:
-    return ingest.replay(entry_id)
+    """Body `{"to": "mo"}` sends a delivery-report entry to the MO endpoint (inbound messages
+    posted to /infobip/dlr by a misconfigured MO URL); no body: the endpoint it came to."""
+    body = _body('{"to": "mo"}')
+    return ingest.replay(entry_id, body.get("to") if body else None)
 
 
 def _known(consumer: str) -> None:
@@ -57,15 +60,23 @@ def _known(consumer: str) -> None:
         raise NotFound(f"no consumer {consumer!r}")
 
 
-def _ids() -> list[str] | None:
-    """None (replay all) only when no body was sent. A body must be a JSON object, whatever its
-    Content-Type (`curl -d` says form): a malformed, truncated or non-object body, once taken
-    as "no ids", replayed every dead letter instead of the few it named."""
+def _body(example: str) -> dict[str, Any] | None:
+    """None only when no body was sent. A body must be a JSON object, whatever its Content-Type
+    (`curl -d` says form): a malformed, truncated or non-object body, once taken as "no ids",
+    replayed every dead letter instead of the few it named."""
     if not request.get_data().strip():
         return None
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
-        raise InvalidPayload("bad body", {"_schema": ['a JSON object: {"ids": ["evt_…"]}']})
+        raise InvalidPayload("bad body", {"_schema": [f"a JSON object: {example}"]})
+    return body
+
+
+def _ids() -> list[str] | None:
+    """None (replay all) only when no body was sent."""
+    body = _body('{"ids": ["evt_…"]}')
+    if body is None:
+        return None
     ids = body.get("ids")
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise InvalidPayload("bad body", {"ids": ["a list of event ids"]})

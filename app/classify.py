@@ -5,8 +5,12 @@ groupName PENDING, status id 1 named PENDING_WAITING_DELIVERY, status id 0 that 
 error group "Ok" beside "OK". Such reports are accepted: groupName wins over groupId, missing
 names and descriptions are filled from the tables, and every contradiction becomes a warning.
 
-A classification depends only on the object, and a campaign's reports repeat a handful of
-statuses and errors: each distinct object is classified once and remembered (app/memo.py).
+Descriptions and actions are filled in English (Infobip's wording, else the code's name), or
+in the seed's Russian with CODE_DESCRIPTIONS=ru; one that Infobip sent is never replaced.
+
+A classification depends only on the object and the language, and a campaign's reports repeat a
+handful of statuses and errors: each distinct object is classified once and remembered
+(app/memo.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ from typing import Any
 
 import orjson
 
-from app.codes import ERROR_GROUPS, FINAL_GROUP_IDS, GSM_ERRORS, STATUS_GROUPS, STATUSES, Group
+from app.codes import (
+    ERROR_GROUPS,
+    FINAL_GROUP_IDS,
+    GSM_ERRORS,
+    STATUS_GROUPS,
+    STATUSES,
+    Group,
+    action_for,
+    description_for,
+)
 from app.memo import json_key
 
 _STATUS_GROUPS_BY_NAME = {g.name.upper(): g for g in STATUS_GROUPS.values()}
@@ -65,37 +78,40 @@ def _fill(obj: dict[str, Any], group: Group | None, fields: dict[str, Any]) -> d
     return out
 
 
-def classify_status(status: dict[str, Any] | None, warnings: list[str]) -> tuple[dict[str, Any] | None, bool]:
+def classify_status(status: dict[str, Any] | None, warnings: list[str],
+                    language: str = "en") -> tuple[dict[str, Any] | None, bool]:
     """Return the filled status and whether it is final."""
     if not status:
         warnings.append("report has no status")
         return status, False
-    filled, final = _remembered(_classify_status, status, warnings)
+    filled, final = _remembered(_classify_status, status, warnings, language)
     return filled, final
 
 
-def classify_error(error: dict[str, Any] | None, warnings: list[str]) -> dict[str, Any] | None:
+def classify_error(error: dict[str, Any] | None, warnings: list[str],
+                   language: str = "en") -> dict[str, Any] | None:
     if not error:
         return error
-    (filled,) = _remembered(_classify_error, error, warnings)
+    (filled,) = _remembered(_classify_error, error, warnings, language)
     return filled
 
 
-def _remembered(classify: Any, obj: dict[str, Any], warnings: list[str]) -> tuple:
-    """`classify(obj)` -> (filled dict, *rest, warnings), once per distinct object; the caller
-    gets its own copy of the filled dict and the warnings added to its list."""
+def _remembered(classify: Any, obj: dict[str, Any], warnings: list[str], language: str) -> tuple:
+    """`classify(obj, language)` -> (filled dict, *rest, warnings), once per distinct object;
+    the caller gets its own copy of the filled dict and the warnings added to its list."""
     key = json_key(obj)
-    filled, *rest, found = classify(obj) if key is None else _by_text(classify, key)
+    filled, *rest, found = classify(obj, language) if key is None else _by_text(classify, key, language)
     warnings.extend(found)
     return (dict(filled), *rest)
 
 
 @lru_cache(maxsize=4096)
-def _by_text(classify: Any, key: bytes) -> tuple:
-    return classify(orjson.loads(key))
+def _by_text(classify: Any, key: bytes, language: str) -> tuple:
+    return classify(orjson.loads(key), language)
 
 
-def _classify_status(status: dict[str, Any]) -> tuple[dict[str, Any], bool, tuple[str, ...]]:
+def _classify_status(status: dict[str, Any],
+                     language: str = "en") -> tuple[dict[str, Any], bool, tuple[str, ...]]:
     warnings: list[str] = []
     row = STATUSES.get(status.get("id"))
     usable = _check_row("status", status, row, warnings)
@@ -104,12 +120,13 @@ def _classify_status(status: dict[str, Any]) -> tuple[dict[str, Any], bool, tupl
         group = STATUS_GROUPS[row.group_id]
     if group is None:
         warnings.append("status group unknown; treated as intermediate")
-    fields = {"name": row.name, "description": row.description, "action": row.action} if usable else {}
+    fields = {} if not usable else {
+        "name": row.name, "description": description_for(row, language), "action": action_for(row, language)}
     filled = _fill(status, group, {k: v for k, v in fields.items() if v is not None})
     return filled, group is not None and group.id in FINAL_GROUP_IDS, tuple(warnings)
 
 
-def _classify_error(error: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _classify_error(error: dict[str, Any], language: str = "en") -> tuple[dict[str, Any], tuple[str, ...]]:
     warnings: list[str] = []
     row = GSM_ERRORS.get(error.get("id"))
     usable = _check_row("error", error, row, warnings)
@@ -117,6 +134,7 @@ def _classify_error(error: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, .
     if group is None and usable:
         group = ERROR_GROUPS[row.group_id]
     fields = (
-        {"name": row.name, "description": row.description, "permanent": row.permanent} if usable else {}
+        {"name": row.name, "description": description_for(row, language), "permanent": row.permanent}
+        if usable else {}
     )
     return _fill(error, group, fields), tuple(warnings)

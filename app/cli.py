@@ -4,7 +4,7 @@
     flask dlq list CONSUMER [--limit N]  dead letters of a consumer, newest first
     flask dlq replay CONSUMER [--id EVT]...   deliver again (all, or the given event ids)
     flask quarantine list [--limit N]    rejected inputs, newest first
-    flask quarantine replay ID...        run quarantined requests through ingest again
+    flask quarantine replay ID... [--to mo]   run quarantined requests through ingest again
     flask stats                          queue depths, consumer health, recent bulks
     flask simulate [--messages N ...]    realistic Infobip traffic against a running instance
 
@@ -76,14 +76,17 @@ def quarantine_list(limit: int) -> None:
 
 @quarantine_cli.command("replay")
 @click.argument("entry_ids", nargs=-1, required=True)
-def quarantine_replay(entry_ids: tuple[str, ...]) -> None:
+@click.option("--to", type=click.Choice(["mo"]), default=None,
+              help="send delivery-report entries to the MO endpoint (inbound messages posted to "
+                   "/infobip/dlr by a misconfigured MO URL); default: the endpoint each came to")
+def quarantine_replay(entry_ids: tuple[str, ...], to: str | None) -> None:
     """Run quarantined requests through ingest again; fully accepted ones leave the quarantine."""
     # A mistyped id is an error line and a non-zero exit, not a traceback, and does not stop
     # the ids after it.
     answers, missing = [], []
     for entry_id in entry_ids:
         try:
-            answers.append(ingest.replay(entry_id))
+            answers.append(ingest.replay(entry_id, to))
         except NotFound as err:
             missing.append(err.message)
     _print(answers)

@@ -1,7 +1,12 @@
 """Infobip response codes, transcribed once from the seed's "КОДЫ ОТВЕТОВ" tables.
 
 Every row of the four tables is here, as data: status groups, statuses, error groups and
-GSM error codes. Descriptions are the seed's own (Russian) text; names are Infobip's.
+GSM error codes. `description` and `action` are the seed's own (Russian) text; names are
+Infobip's. Beside them, `description_en` and `action_en` are Infobip's English wording where
+its public API documentation gives it: the status and group tables of its SMS API docs
+("Message delivered to handset"), and the English examples in the seed itself ("No Error",
+"Absent Subscriber", "Pending Accepted"). Where it gives none, the English description is
+the code's name (`description_for`). CODE_DESCRIPTIONS=ru keeps the seed's Russian.
 The seed's PDF extraction split some long names with a space; those spaces are removed.
 Lookups for codes that are not here return None: callers keep and flag them.
 """
@@ -12,6 +17,7 @@ class Group(NamedTuple):
     id: int
     name: str
     description: str
+    description_en: str | None = None
 
 
 class Status(NamedTuple):
@@ -20,6 +26,8 @@ class Status(NamedTuple):
     name: str
     description: str
     action: str | None
+    description_en: str | None = None
+    action_en: str | None = None
 
 
 class GsmError(NamedTuple):
@@ -28,62 +36,76 @@ class GsmError(NamedTuple):
     name: str
     description: str
     permanent: bool
+    description_en: str | None = None
+
+
+LANGUAGES = ("en", "ru")
+
+
+def description_for(row: Group | Status | GsmError, language: str) -> str:
+    """"ru": the seed's text; otherwise Infobip's English wording, or the code's name."""
+    return row.description if language == "ru" else row.description_en or row.name
+
+
+def action_for(row: Status, language: str) -> str | None:
+    return row.action if language == "ru" else row.action_en
 
 
 STATUS_GROUPS: dict[int, Group] = {g.id: g for g in (
-    Group(0, 'ACCEPTED', 'Сообщение принято.'),
-    Group(1, 'PENDING', 'Сообщение в статусе ожидания.'),
-    Group(2, 'UNDELIVERABLE', 'Сообщение не может быть доставлено.'),
-    Group(3, 'DELIVERED', 'Сообщение доставлено.'),
-    Group(4, 'EXPIRED', 'Период срока жизни сообщения истек.'),
-    Group(5, 'REJECTED', 'Сообщение отклонено.'),
+    Group(0, 'ACCEPTED', 'Сообщение принято.', 'Message is accepted.'),
+    Group(1, 'PENDING', 'Сообщение в статусе ожидания.', 'Message is in pending status.'),
+    Group(2, 'UNDELIVERABLE', 'Сообщение не может быть доставлено.', 'Message is undeliverable.'),
+    Group(3, 'DELIVERED', 'Сообщение доставлено.', 'Message is delivered.'),
+    Group(4, 'EXPIRED', 'Период срока жизни сообщения истек.', 'Message is expired.'),
+    Group(5, 'REJECTED', 'Сообщение отклонено.', 'Message is rejected.'),
 )}
 
 STATUSES: dict[int, Status] = {s.id: s for s in (
-    Status(1, 1, 'PENDING_TIME_VIOLATION', 'Нарушение временного окна', None),
-    Status(2, 3, 'DELIVERED_TO_OPERATOR', 'Сообщение доставлено оператору', None),
-    Status(3, 1, 'PENDING_WAITING_DELIVERY', 'Сообщение отправлено, ожидается отчет о доставке', None),
-    Status(4, 2, 'UNDELIVERABLE_REJECTED_OPERATOR', 'Сообщение отклонено оператором', None),
-    Status(5, 3, 'DELIVERED_TO_HANDSET', 'Сообщение доставлено на устройство', None),
-    Status(6, 5, 'REJECTED_NETWORK', 'Запрет сети', 'Свяжитесь с аккаунт-менеджером'),
-    Status(7, 1, 'PENDING_ENROUTE', 'Сообщение отправлено в следующую инстанцию', None),
-    Status(8, 5, 'REJECTED_PREFIX_MISSING', 'Отсутствует префикс номера', None),
-    Status(9, 2, 'UNDELIVERABLE_NOT_DELIVERED', 'Отправленное сообщение не доставлено', None),
-    Status(10, 5, 'REJECTED_DND', 'Адрес назначения в списке DND', None),
-    Status(11, 5, 'REJECTED_SOURCE', 'Недействительный адрес источника', None),
-    Status(12, 5, 'REJECTED_NOT_ENOUGH_CREDITS', 'Недостаточная сумма на балансе.', None),
-    Status(13, 5, 'REJECTED_SENDER', 'Отклонено имя отправителя', 'Удалите отправителя из черного списка'),
-    Status(14, 5, 'REJECTED_DESTINATION', 'Отклонено получателем', 'Удалите абонента из черного списка'),
-    Status(15, 4, 'EXPIRED_EXPIRED', 'Период действия сообщения истек', None),
-    Status(16, 5, 'REJECTED_NOT_REACHABLE', 'Нет доступа к сети', None),
-    Status(17, 5, 'REJECTED_PREPAID_PACKAGE_EXPIRED', 'Истек период действия предоплаченного пакета', 'Пополните счет для продления периода действия'),
-    Status(18, 5, 'REJECTED_DESTINATION_NOT_REGISTERED', 'Пункт назначения не зарегистрирован', None),
-    Status(19, 5, 'REJECTED_ROUTE_NOT_AVAILABLE', 'Маршрут недоступен', 'Свяжитесь с аккаунт-менеджером'),
-    Status(20, 5, 'REJECTED_FLOODING_FILTER', 'Отказ по причине флуда', 'Остановить спам'),
-    Status(21, 5, 'REJECTED_SYSTEM_ERROR', 'Системная ошибка', 'Попробуйте еще раз'),
-    Status(22, 4, 'EXPIRED_UNKNOWN', 'Неизвестная причина', None),
-    Status(23, 5, 'REJECTED_DUPLICATE_MESSAGE_ID', 'Отказ, дубликат ID сообщения', None),
-    Status(24, 5, 'REJECTED_INVALID_UDH', 'Отказ, недействительный UDH', None),
-    Status(25, 5, 'REJECTED_MESSAGE_TOO_LONG', 'Отказ, слишком длинное сообщение', None),
-    Status(26, 1, 'PENDING_ACCEPTED', 'Ожидание принято', None),
+    Status(1, 1, 'PENDING_TIME_VIOLATION', 'Нарушение временного окна', None, 'Time window violation'),
+    Status(2, 3, 'DELIVERED_TO_OPERATOR', 'Сообщение доставлено оператору', None, 'Message delivered to operator'),
+    Status(3, 1, 'PENDING_WAITING_DELIVERY', 'Сообщение отправлено, ожидается отчет о доставке', None, 'Message sent, waiting for delivery report'),
+    Status(4, 2, 'UNDELIVERABLE_REJECTED_OPERATOR', 'Сообщение отклонено оператором', None, 'Message rejected by operator'),
+    Status(5, 3, 'DELIVERED_TO_HANDSET', 'Сообщение доставлено на устройство', None, 'Message delivered to handset'),
+    Status(6, 5, 'REJECTED_NETWORK', 'Запрет сети', 'Свяжитесь с аккаунт-менеджером', 'Network is forbidden', 'Contact account manager'),
+    Status(7, 1, 'PENDING_ENROUTE', 'Сообщение отправлено в следующую инстанцию', None, 'Message sent to next instance'),
+    Status(8, 5, 'REJECTED_PREFIX_MISSING', 'Отсутствует префикс номера', None, 'Number prefix missing'),
+    Status(9, 2, 'UNDELIVERABLE_NOT_DELIVERED', 'Отправленное сообщение не доставлено', None, 'Message sent not delivered'),
+    Status(10, 5, 'REJECTED_DND', 'Адрес назначения в списке DND', None, 'Destination on DND list'),
+    Status(11, 5, 'REJECTED_SOURCE', 'Недействительный адрес источника', None, 'Invalid Source address'),
+    Status(12, 5, 'REJECTED_NOT_ENOUGH_CREDITS', 'Недостаточная сумма на балансе.', None, 'Not enough credits'),
+    Status(13, 5, 'REJECTED_SENDER', 'Отклонено имя отправителя', 'Удалите отправителя из черного списка', 'By Sender', 'Remove sender from blacklist'),
+    Status(14, 5, 'REJECTED_DESTINATION', 'Отклонено получателем', 'Удалите абонента из черного списка', 'By Destination', 'Remove destination from blacklist'),
+    Status(15, 4, 'EXPIRED_EXPIRED', 'Период действия сообщения истек', None, 'Message expired'),
+    Status(16, 5, 'REJECTED_NOT_REACHABLE', 'Нет доступа к сети', None, 'Network not reachable'),
+    Status(17, 5, 'REJECTED_PREPAID_PACKAGE_EXPIRED', 'Истек период действия предоплаченного пакета', 'Пополните счет для продления периода действия', 'Prepaid package expired', 'Top-Up your account to extend the validity period'),
+    Status(18, 5, 'REJECTED_DESTINATION_NOT_REGISTERED', 'Пункт назначения не зарегистрирован', None, 'Destination not registered'),
+    Status(19, 5, 'REJECTED_ROUTE_NOT_AVAILABLE', 'Маршрут недоступен', 'Свяжитесь с аккаунт-менеджером', 'Route not available', 'Contact account manager'),
+    Status(20, 5, 'REJECTED_FLOODING_FILTER', 'Отказ по причине флуда', 'Остановить спам', 'Rejected flooding', 'STOP SPAMMING'),
+    Status(21, 5, 'REJECTED_SYSTEM_ERROR', 'Системная ошибка', 'Попробуйте еще раз', 'System error'),
+    Status(22, 4, 'EXPIRED_UNKNOWN', 'Неизвестная причина', None, 'Unknown Reason'),
+    Status(23, 5, 'REJECTED_DUPLICATE_MESSAGE_ID', 'Отказ, дубликат ID сообщения', None, 'Rejected duplicate message ID'),
+    Status(24, 5, 'REJECTED_INVALID_UDH', 'Отказ, недействительный UDH', None, 'Rejected invalid UDH'),
+    Status(25, 5, 'REJECTED_MESSAGE_TOO_LONG', 'Отказ, слишком длинное сообщение', None, 'Rejected message too long'),
+    Status(26, 1, 'PENDING_ACCEPTED', 'Ожидание принято', None, 'Pending Accepted'),
     Status(27, 1, 'PENDING_APPROVAL', 'Ожидание одобрено', None),
     Status(28, 5, 'REJECTED_NOT_SENT', 'Отказ, не отправлено', None),
     Status(29, 4, 'EXPIRED_DLR_UNKNOWN', 'Истек период действия, неизвестный DLR', None),
     Status(30, 3, 'DELIVERED', 'MO перенаправлено, действие завершено', None),
     Status(31, 2, 'UNDELIVERABLE_NOT_SENT', 'Сообщение не отправлено', None),
-    Status(51, 5, 'MISSING_TO', 'Отсутствует получатель', 'Проверьте параметр to.'),
-    Status(52, 5, 'REJECTED_DESTINATION', 'Недействительный адрес назначения.', 'Проверьте параметр to.'),
+    # Infobip gives no English text for these two: the name stands for the description, the action is the seed's, translated.
+    Status(51, 5, 'MISSING_TO', 'Отсутствует получатель', 'Проверьте параметр to.', None, 'Check the to parameter.'),
+    Status(52, 5, 'REJECTED_DESTINATION', 'Недействительный адрес назначения.', 'Проверьте параметр to.', None, 'Check the to parameter.'),
 )}
 
 ERROR_GROUPS: dict[int, Group] = {g.id: g for g in (
-    Group(0, 'OK', 'Ошибок нет.'),
-    Group(1, 'HANDSET_ERRORS', 'Ошибка устройства.'),
-    Group(2, 'USER_ERRORS', 'Ошибка пользователя.'),
-    Group(3, 'OPERATOR_ERRORS', 'Ошибка оператора.'),
+    Group(0, 'OK', 'Ошибок нет.', 'No error.'),
+    Group(1, 'HANDSET_ERRORS', 'Ошибка устройства.', 'Handset error occurred.'),
+    Group(2, 'USER_ERRORS', 'Ошибка пользователя.', 'User error occurred.'),
+    Group(3, 'OPERATOR_ERRORS', 'Ошибка оператора.', 'Operator error occurred.'),
 )}
 
 GSM_ERRORS: dict[int, GsmError] = {e.id: e for e in (
-    GsmError(0, 0, 'NO_ERROR', 'Нет ошибки', False),
+    GsmError(0, 0, 'NO_ERROR', 'Нет ошибки', False, 'No Error'),
     GsmError(1, 1, 'EC_UNKNOWN_SUBSCRIBER', 'Неизвестный абонент', True),
     GsmError(5, 1, 'EC_UNIDENTIFIED_SUBSCRIBER', 'Неопределенный абонент', False),
     GsmError(6, 1, 'EC_ABSENT_SUBSCRIBER_SM', 'Отсутствующий абонент', False),
@@ -94,7 +116,7 @@ GSM_ERRORS: dict[int, GsmError] = {e.id: e for e in (
     GsmError(13, 1, 'EC_CALL_BARRED', 'Запрет звонка', False),
     GsmError(20, 3, 'EC_SS_INCOMPATIBILITY', 'Несоответствие SS', False),
     GsmError(21, 1, 'EC_FACILITY_NOT_SUPPORTED', 'Оборудование не поддерживается', False),
-    GsmError(27, 1, 'EC_ABSENT_SUBSCRIBER', 'Отсутствующий абонент', False),
+    GsmError(27, 1, 'EC_ABSENT_SUBSCRIBER', 'Отсутствующий абонент', False, 'Absent Subscriber'),
     GsmError(31, 1, 'EC_SUBSCRIBER_BUSY_FOR_MT_SMS', 'Абонент недоступен для приема входящих SMS', False),
     GsmError(32, 1, 'EC_SM_DELIVERY_FAILURE', 'Сбой доставки SM', False),
     GsmError(33, 1, 'EC_MESSAGE_WAITING_LIST_FULL', 'Ожидание сообщения, список переполнен', False),

@@ -14,6 +14,7 @@ from typing import Any
 
 from environs import Env
 
+from app.codes import LANGUAGES
 from app.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -39,9 +40,14 @@ def load() -> dict[str, Any]:
         # flagged incomplete (30 minutes, as Kannel).
         "MO_PARTS_TIMEOUT": env.int("MO_PARTS_TIMEOUT", 1800),
         "MAX_BODY_BYTES": env.int("MAX_BODY_BYTES", 1024 * 1024),
+        # An MO forward by GET carries the message in its URL: 2,000 Cyrillic characters as
+        # %text% and UCS-2 %bin% are ~20 KB. Past this cap the answer is a JSON 414.
+        "MAX_URL_BYTES": env.int("MAX_URL_BYTES", 64 * 1024),
         "DRAIN_LANES": env.int("DRAIN_LANES", 4),
         "QUARANTINE_MAX": env.int("QUARANTINE_MAX", 10_000),
         "EVENT_STREAM_MAXLEN": env.int("EVENT_STREAM_MAXLEN", 1_000_000),
+        # Language of the status and error descriptions filled in from Infobip's tables (app/codes.py).
+        "CODE_DESCRIPTIONS": env.str("CODE_DESCRIPTIONS", "en").strip().lower(),
         # Development mode allows running without ingest credentials (`make run` sets it).
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
@@ -63,11 +69,13 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
         networks = [ipaddress.ip_network(c.strip(), strict=False) for c in config["WEBHOOK_ALLOWED_IPS"]]
     except ValueError as err:
         raise ConfigError(f"WEBHOOK_ALLOWED_IPS: {err}") from err
-    minimums = {"TRUSTED_PROXIES": 0, "RETENTION_DAYS": 1, "MAX_BODY_BYTES": 1, "DRAIN_LANES": 1,
-                "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1}
+    minimums = {"TRUSTED_PROXIES": 0, "RETENTION_DAYS": 1, "MAX_BODY_BYTES": 1, "MAX_URL_BYTES": 1,
+                "DRAIN_LANES": 1, "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1}
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    if config["CODE_DESCRIPTIONS"] not in LANGUAGES:
+        raise ConfigError(f"CODE_DESCRIPTIONS must be one of {', '.join(LANGUAGES)}")
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")

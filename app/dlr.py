@@ -118,23 +118,34 @@ def _load_plain(schema: type[Schema], key: bytes) -> dict[str, Any]:
     return schema().load(orjson.loads(key))
 
 
+# Identifiers never hold control characters; a NUL in a messageId is an attack or a broken
+# sender, and it would reach consumers' databases and logs.
+NO_CONTROL = validate.Regexp(r"\A[^\x00-\x1f\x7f-\x9f]*\Z", error="Control characters are not allowed here.")
+INBOUND_HINT = "looks like an inbound message: is the MO forward URL pointing at /infobip/dlr?"
+# What an inbound message has and a delivery report has not (seed, "ПОЛУЧЕНИЕ ВХОДЯЩИХ СООБЩЕНИЙ").
+_INBOUND_ONLY = frozenset({"receivedAt", "keyword", "cleanText"})
+
 _FIELDS: dict[str, fields.Field] = {
-    "messageId": fields.String(required=True, validate=validate.Length(min=1, max=256)),
-    "bulkId": fields.String(allow_none=True),
-    "to": fields.String(allow_none=True),
-    "from": fields.String(allow_none=True),
+    "messageId": fields.String(required=True, validate=[validate.Length(min=1, max=256), NO_CONTROL]),
+    "bulkId": fields.String(allow_none=True, validate=NO_CONTROL),
+    "to": fields.String(allow_none=True, validate=NO_CONTROL),
+    "from": fields.String(allow_none=True, validate=NO_CONTROL),
     "text": fields.String(allow_none=True),
     "sentAt": InfobipDateTime(allow_none=True),
     "doneAt": InfobipDateTime(allow_none=True),
     "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0, max=_INT64.max)),
-    "mccMnc": fields.String(allow_none=True),
+    "mccMnc": fields.String(allow_none=True, validate=NO_CONTROL),
     "price": RepeatedNested(Price, allow_none=True),
-    "status": RepeatedNested(Status, allow_none=True),
+    # An item without a status is not a delivery report (issue 19): an inbound message posted
+    # here by a misconfigured MO URL was stored as a report and never reached MO routing.
+    "status": RepeatedNested(Status, required=True, error_messages={
+        "required": "An item without a status is not a delivery report.",
+        "null": "An item without a status is not a delivery report."}),
     "error": RepeatedNested(Error, allow_none=True),
     "callbackData": fields.String(allow_none=True),
-    "entityId": fields.String(allow_none=True),
-    "applicationId": fields.String(allow_none=True),
-    "campaignReferenceId": fields.String(allow_none=True),
+    "entityId": fields.String(allow_none=True, validate=NO_CONTROL),
+    "applicationId": fields.String(allow_none=True, validate=NO_CONTROL),
+    "campaignReferenceId": fields.String(allow_none=True, validate=NO_CONTROL),
 }
 # Fields whose empty value (an empty XML element) means "absent": numbers, dates, objects.
 _TYPED_FIELDS = frozenset(name for name, f in _FIELDS.items() if not isinstance(f, fields.String))
@@ -159,19 +170,37 @@ class DeliveryReport(Schema.from_dict(_FIELDS)):  # type: ignore[misc]
         if isinstance(platform, dict):
             for key in ("entityId", "applicationId"):
                 item.setdefault(key, platform.get(key))
-        # An empty value of a number or object field (an empty XML element) means "absent".
-        return {k: v for k, v in item.items() if not (k in _TYPED_FIELDS and _blank(v))}
+        # An empty value of a number or object field (an empty XML element, `{}`) means "absent".
+        return {k: v for k, v in item.items() if not (k in _TYPED_FIELDS and (_blank(v) or v == {}))}
 
 
 _SCHEMA = DeliveryReport()
 
 
-def load(item: Any) -> dict[str, Any]:
-    """One raw report -> normalized `data` (SPEC §3). Raises ValidationError."""
-    return _normalized(_SCHEMA.load(item), item)
+def load(item: Any, language: str = "en") -> dict[str, Any]:
+    """One raw report -> normalized `data` (SPEC §3), missing descriptions filled in `language`
+    (CODE_DESCRIPTIONS: "en" or "ru"). Raises ValidationError."""
+    try:
+        return _normalized(_SCHEMA.load(item), item, language)
+    except ValidationError as err:
+        raise ValidationError(_with_hint(err.messages, item)) from err
 
 
-def load_all(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _with_hint(errors: Any, item: Any) -> Any:
+    """Name the likely cause when the item without a status has an inbound message's fields."""
+    inbound = isinstance(item, dict) and bool(_INBOUND_ONLY & set(item))
+    if inbound and isinstance(errors, dict) and "status" in errors:
+        return {**errors, "status": [*errors["status"], INBOUND_HINT]}
+    return errors
+
+
+def inbound_like(rejected: list[dict[str, Any]]) -> bool:
+    """Whether `load_all`'s rejected items include one that looks like an inbound message."""
+    return any(INBOUND_HINT in r["errors"].get("status", ())
+               for r in rejected if isinstance(r["errors"], dict))
+
+
+def load_all(raw_items: list[Any], language: str = "en") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A bucket of raw reports -> (normalized `data` of the valid ones, `{"index", "errors"}` of
     the others). One marshmallow pass with `many=True` costs ~15% less per report than a `load()`
     call each (docs/BENCHMARKS.md), and buckets of 100 are how campaigns report."""
@@ -182,15 +211,15 @@ def load_all(raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
     accepted, rejected = [], []
     for index, (item, valid) in enumerate(zip(raw_items, loaded, strict=True)):
         if index in errors:
-            rejected.append({"index": index, "errors": errors[index]})
+            rejected.append({"index": index, "errors": _with_hint(errors[index], item)})
         else:
-            accepted.append(_normalized(valid, item))
+            accepted.append(_normalized(valid, item, language))
     return accepted, rejected
 
 
-def _normalized(loaded: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+def _normalized(loaded: dict[str, Any], item: dict[str, Any], language: str) -> dict[str, Any]:
     warnings: list[str] = []
-    status, final = classify_status(loaded.get("status"), warnings)
+    status, final = classify_status(loaded.get("status"), warnings, language)
     data: dict[str, Any] = {
         "messageId": loaded["messageId"],
         "bulkId": loaded.get("bulkId") or None,
@@ -202,7 +231,7 @@ def _normalized(loaded: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
         "mccMnc": loaded.get("mccMnc"),
         "price": None,
         "status": status,
-        "error": classify_error(loaded.get("error"), warnings),
+        "error": classify_error(loaded.get("error"), warnings, language),
         "callbackData": loaded.get("callbackData"),
         "final": final,
         "warnings": warnings,

@@ -56,6 +56,13 @@ class RequestTimeout(ReceiverError):
     error = "request_timeout"
 
 
+class UriTooLong(ReceiverError):
+    """The request's URL is over MAX_URL_BYTES; what was read of it is quarantined."""
+
+    status = 414
+    error = "uri_too_long"
+
+
 class UnsupportedMediaType(ReceiverError):
     status = 415
     error = "unsupported_media_type"

@@ -23,10 +23,12 @@ from app.keys import lane_of
 PARSERS = {"dlr": dlr, "mo": mo}
 
 
-def validate(kind: str, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(normalized `data` of the valid items, `{"index", "errors"}` of the others)."""
+def validate(kind: str, raw_items: list[Any], language: str = "en",
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(normalized `data` of the valid items, `{"index", "errors"}` of the others). `language`
+    is that of the descriptions filled in from the code tables (`CODE_DESCRIPTIONS`)."""
     if kind == "dlr":
-        return dlr.load_all(raw_items)  # a bucket of up to 100 reports in one marshmallow pass
+        return dlr.load_all(raw_items, language)  # a bucket of up to 100 reports in one pass
     parser = PARSERS[kind]
     accepted, rejected = [], []
     for index, item in enumerate(raw_items):
@@ -35,6 +37,14 @@ def validate(kind: str, raw_items: list[Any]) -> tuple[list[dict[str, Any]], lis
         except ValidationError as err:
             rejected.append({"index": index, "errors": err.messages})
     return accepted, rejected
+
+
+def reason(kind: str, rejected: list[dict[str, Any]]) -> str:
+    """The quarantine reason for an input with rejected items. An inbound message sent to the
+    DLR URL says so: `replay(..., to="mo")` recovers it."""
+    if kind == "dlr" and dlr.inbound_like(rejected):
+        return f"invalid items: {dlr.INBOUND_HINT}"
+    return "invalid items"
 
 
 def by_lane(kind: str, accepted: list[dict[str, Any]], lanes: int) -> dict[int, list[bytes]]:
@@ -55,13 +65,12 @@ def accept(r: Redis, config: Mapping[str, Any], kind: str, raw_items: list[Any],
     atomic step. Returns `{"accepted": n, "rejected": [...]}` once that step is in Redis; raises
     the RedisError otherwise (then nothing of this input was written, and the adapter must not
     acknowledge it). `path` and `content_type` say where a quarantine replay sends `body`."""
-    accepted, rejected = validate(kind, raw_items)
+    accepted, rejected = validate(kind, raw_items, config.get("CODE_DESCRIPTIONS", "en"))
     for data in accepted:
         data["source"] = source
     entry = None
     if rejected:
-        reason = "invalid items" if accepted else "nothing valid in the input"
-        entry = quarantine.record_input(source, path, content_type, reason, rejected, body)
+        entry = quarantine.record_input(source, path, content_type, reason(kind, rejected), rejected, body)
     if accepted or entry:
         write = enqueue.Write(by_lane(kind, accepted, config["DRAIN_LANES"]), entry)
         enqueue.push(r, [write], config["QUARANTINE_MAX"])

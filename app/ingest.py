@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import orjson
 from flask import Blueprint, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
@@ -20,7 +21,7 @@ from werkzeug.routing import PathConverter
 from app import auth, dlr, enqueue, handoff, metrics, mo, quarantine
 from app.connection import get_redis
 from app.decode import decode_body
-from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout
+from app.errors import InvalidPayload, NotFound, ReceiverError, RequestTimeout, UriTooLong
 from app.keys import QUARANTINE
 
 bp = Blueprint("ingest", __name__, url_prefix="/infobip")
@@ -46,6 +47,11 @@ class IngestView(MethodView):
             if entry is not None and keep_rejects:
                 quarantine.keep(r, entry, config["QUARANTINE_MAX"])
 
+        url_bytes = len(request.environ.get("RAW_URI") or request.full_path)
+        if url_bytes > config["MAX_URL_BYTES"]:
+            keep(quarantine.record(request, "URL too long", {"urlBytes": url_bytes}))
+            raise UriTooLong(f"the URL is {url_bytes} bytes, over MAX_URL_BYTES ({config['MAX_URL_BYTES']})")
+
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
@@ -65,7 +71,9 @@ class IngestView(MethodView):
             raise
         accepted, rejected = self.validate(raw_items)
         metrics.count_items(self.kind, len(accepted), len(rejected))
-        entry = quarantine.record(request, "invalid items", rejected, body) if rejected else None
+        entry = None
+        if rejected:
+            entry = quarantine.record(request, handoff.reason(self.kind, rejected), rejected, body)
         if not accepted:
             keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
@@ -81,7 +89,7 @@ class IngestView(MethodView):
         return found
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return handoff.validate(self.kind, raw_items)
+        return handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"])
 
     def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
         return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
@@ -90,7 +98,6 @@ class IngestView(MethodView):
 class DeliveryReportView(IngestView):
     kind = "dlr"
     parser = dlr
-
 
 class InboundView(IngestView):
     """MO forwards: GET is Infobip's default, POST on request. Path placeholders of
@@ -112,18 +119,29 @@ class InboundView(IngestView):
         return found
 
 
-def replay(entry_id: str) -> dict[str, Any]:
+def replay(entry_id: str, to: str | None = None) -> dict[str, Any]:
     """Run a quarantined request through its endpoint again, e.g. after a fix. It passed auth
-    when it came. Fully accepted now: it leaves the quarantine; otherwise it stays."""
+    when it came. Fully accepted now: it leaves the quarantine; otherwise it stays.
+
+    `to="mo"` sends a delivery-report entry to /infobip/mo instead: inbound messages that a
+    misconfigured MO URL posted to /infobip/dlr. Only the items rejected there go, as Infobip's
+    JSON inbound push `{"results": [...]}` (the others were accepted as reports already)."""
+    if to not in (None, "mo"):
+        raise InvalidPayload("bad replay target", {"to": ['"mo", or nothing for the endpoint it came to']})
     r = get_redis()
     found = quarantine.find(r, entry_id)
     if found is None:
         raise NotFound(f"no quarantine entry {entry_id!r}")
     raw, entry = found
+    path, method, body = entry["path"], entry["method"], quarantine.body_of(entry)
     headers = {k: v for k, v in entry["headers"].items() if k.lower() not in ("content-length", "host")}
+    if to == "mo" and path == "/infobip/dlr":
+        path, method, body = "/infobip/mo", "POST", _rejected_items(entry, body)
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        headers["Content-Type"] = "application/json"
     with current_app.test_request_context(
-        entry["path"], method=entry["method"], query_string=entry["query"], headers=headers,
-        data=quarantine.body_of(entry), environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
+        path, method=method, query_string=entry["query"], headers=headers,
+        data=body, environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
     ):
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
         try:
@@ -133,6 +151,19 @@ def replay(entry_id: str) -> dict[str, Any]:
     if not answer["rejected"]:
         r.lrem(QUARANTINE, 1, raw)
     return {"id": entry_id, "status": 200, **answer}
+
+
+def _rejected_items(entry: dict[str, Any], body: bytes) -> bytes:
+    """The items of a delivery-report body that were rejected, as a JSON push; the body as it
+    is when it was refused as a whole (no per-item reasons)."""
+    rejected = entry.get("errors")
+    if not (isinstance(rejected, list) and all(isinstance(x, dict) and "index" in x for x in rejected)):
+        return body
+    try:
+        found = dlr.items(*decode_body(body, entry["headers"].get("Content-Type")))
+    except ReceiverError:
+        return body
+    return orjson.dumps({"results": [found[x["index"]] for x in rejected if x["index"] < len(found)]})
 
 
 class MoTailConverter(PathConverter):

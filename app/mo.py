@@ -14,21 +14,26 @@ when Infobip sent none. Invalid items raise marshmallow's ValidationError.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from app.clock import now_text, utc_text
-from app.decode import decode_body, xml_list
-from app.dlr import InfobipDateTime, Price, decimal_text
+from app.decode import declared_charset, decode_body, xml_list
+from app.dlr import NO_CONTROL, InfobipDateTime, Price, decimal_text
 from app.errors import InvalidPayload
 from app.mo_template import Template
 from app.mo_text import decode_bytes, esm_has_udh, hex_bytes, keyword_split, split_udh
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+# A form body's printable ASCII stays as sent ('%' and '+' too); any other byte is %-escaped
+# first, so that raw and escaped bytes decode alike, by the declared charset.
+_FORM_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+_SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 class Forward(Schema):
@@ -39,9 +44,11 @@ class Forward(Schema):
     text = fields.String(load_default=None)
     bin = fields.String(load_default=None)
     datetime = fields.String(load_default=None)
-    messageid = fields.String(load_default=None)
+    messageid = fields.String(load_default=None, validate=NO_CONTROL)
     datacoding = fields.Integer(load_default=0, validate=validate.Range(min=0, max=255))
     esmclass = fields.Integer(load_default=0, validate=validate.Range(min=0, max=255))
+    # Set by `_undecoded`, never by a template: the hex of a text the charset could not decode.
+    textbytes = fields.String(load_default=None)
 
     @pre_load
     def blank_numbers_are_absent(self, item: Any, **_kwargs: Any) -> Any:
@@ -64,7 +71,7 @@ class Pulled(Schema):
     class Meta:
         unknown = INCLUDE
 
-    messageId = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    messageId = fields.String(required=True, validate=[validate.Length(min=1, max=256), NO_CONTROL])
     text = fields.String(load_default="")
     cleanText = fields.String(allow_none=True)
     keyword = fields.String(allow_none=True)
@@ -82,11 +89,13 @@ _FORWARD, _PULLED = Forward(), Pulled()
 def items(template: Template, path: str, args: Mapping[str, str], content_type: str | None,
           body: bytes) -> list[tuple[str, Any]]:
     """Raw items of one request, each tagged "forward" or "pull"."""
-    params = dict(args)
+    params, charset = dict(args), "utf-8"
     if body.strip():
         declared = (content_type or "").split(";")[0].strip().lower()
         if declared == FORM_TYPE:
-            params.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+            charset = declared_charset(content_type) or charset
+            params.update(parse_qsl(quote(body, safe=_FORM_SAFE), keep_blank_values=True, encoding=charset,
+                                    errors="surrogateescape"))
         else:
             kind, doc = decode_body(body, content_type)
             if kind == "xml":
@@ -99,8 +108,22 @@ def items(template: Template, path: str, args: Mapping[str, str], content_type: 
                     raise InvalidPayload('"results" must be a list')
                 return [("pull", item) for item in results]
             params.update({k: v for k, v in doc.items() if isinstance(v, (str, int, float))})
-    fields_found = template.extract(path, {k: str(v) for k, v in params.items()})
+    fields_found = _undecoded(template.extract(path, {k: str(v) for k, v in params.items()}), charset)
     return [("forward", fields_found)] if fields_found else []
+
+
+def _undecoded(found: dict[str, str], charset: str) -> dict[str, str]:
+    """Form values with bytes the charset cannot decode (surrogate escapes, U+DC80-U+DCFF): the
+    text keeps its bytes as sent (`textbytes`, hex; the message's `binary`) and shows U+FFFD
+    for them, with a warning; any other field is refused, the raw body kept in quarantine."""
+    for name, value in list(found.items()):
+        if not _SURROGATES.search(value):
+            continue
+        if name != "text":
+            raise InvalidPayload(f"{name} is not valid {charset}")
+        sent = value.encode(charset, "surrogateescape")
+        found.update(text=sent.decode(charset, "replace"), textbytes=sent.hex())
+    return found
 
 
 def load(tagged: tuple[str, Any]) -> dict[str, Any]:
@@ -130,6 +153,9 @@ def _load_forward(item: dict[str, str]) -> dict[str, Any]:
         binary = raw.hex() if text is None else None
     elif text is None:
         raise ValidationError({"text": ["neither text nor bin was sent"]})
+    elif f["textbytes"]:
+        binary = f["textbytes"]
+        warnings.append("text has bytes its charset cannot decode, shown as U+FFFD; binary has them as sent")
     received, original = _received_at(f["datetime"], warnings)
     source_id = f["messageid"] or _derived_id(sender, f["receiver"], f["datetime"], f["bin"] or text)
     keyword, clean = keyword_split(text or "")

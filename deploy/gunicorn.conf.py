@@ -9,6 +9,14 @@ per request, ~8% of a worker's CPU under load (docs/BENCHMARKS.md), so it is off
 gunicorn writes the raw request line of a request it refuses itself (bad bytes, bad header)
 to the error log: that line holds the query string too, so the logger drops query strings.
 
+MO forwards by GET carry the message in the URL (~20 KB for 2,000 Cyrillic characters with
+their UCS-2 %bin%), and gunicorn refused request lines over 4,094 bytes with an HTML 414 that
+Infobip met on every retry. Its limit cannot be set between 8,190 bytes and unlimited, so it is
+unlimited (0) and the app caps URLs at MAX_URL_BYTES (64 KiB) with a JSON 414 and a quarantine
+entry; nginx bounds the line in front (deploy/nginx.conf, large_client_header_buffers). What
+gunicorn still refuses itself (a malformed request line or header, too many headers) is
+answered in JSON too: see `json_error` below.
+
 A request body must arrive within BODY_TIMEOUT seconds (default 15) in all: gthread reads a
 body with no time limit of its own, so a client dripping its body a byte at a time held a
 thread for ever, and WEB_CONCURRENCY x WEB_THREADS such clients stopped the service. A read
@@ -16,6 +24,7 @@ past the deadline fails; the app answers 408 and the connection is closed.
 """
 
 import gc
+import json
 import logging
 import multiprocessing
 import os
@@ -24,6 +33,7 @@ import shutil
 import tempfile
 import time
 
+from gunicorn import util
 from gunicorn.glogging import Logger
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
@@ -38,6 +48,7 @@ reuse_port = True
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+limit_request_line = 0  # unlimited: the app's MAX_URL_BYTES is the cap (see above)
 accesslog = None  # the app logs every request (see above)
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
@@ -134,3 +145,17 @@ def post_request(worker, req, environ, resp):
     if isinstance(wrapped, _BodyDeadline):
         unreader.sock = wrapped.sock
         wrapped.sock.settimeout(None)
+
+
+def json_error(sock, status_int, reason, mesg):
+    """What gunicorn writes for a request it refuses before the app sees it (its
+    `util.write_error`, called by every worker's `handle_error`), as the app's JSON errors
+    instead of an HTML page: Infobip and operators only ever get JSON (SPEC §2.3)."""
+    message = _QUERY.sub("?(query left out)", mesg)  # a refused line may hold the token
+    body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": message}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = json_error  # gunicorn has no setting for its error pages; the workers call this

@@ -8,6 +8,11 @@ SimpleWorker in burst mode executes the queued drain jobs in this process.
 from __future__ import annotations
 
 import base64
+import http.client
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,8 @@ from rq import Queue, SimpleWorker
 from app import create_app
 from app.keys import DELIVERY_QUEUE, QUEUE_NAME
 from tests.consumers import ConsumerServer
-from tools.redis_server import EmbeddedRedis
+from tools.redis_server import EmbeddedRedis, free_port
+from tools.wait import wait_for
 from workers import settings, webhook
 
 TOKEN = "tok-7f3a9c21e4b84d0c"
@@ -165,3 +171,63 @@ def consumer_server() -> Iterator[ConsumerServer]:
     yield server
     server.close()
     webhook.POOL.clear()  # close our keep-alive sockets to it
+
+
+# --- the web tier as deployed ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Gunicorn:
+    """gunicorn started as in production (deploy/gunicorn.conf.py), one worker, on a free port,
+    against the suite's Redis: for what only the server layer decides (request-line limits,
+    its own error pages). Requests go over a real socket; `raw` sends bytes no client would."""
+
+    def __init__(self, redis_url: str, log: Path) -> None:
+        self.port = free_port()
+        env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_TOKEN": TOKEN, "WEBHOOK_BASIC_USER": BASIC_USER,
+               "WEBHOOK_BASIC_PASSWORD": BASIC_PASSWORD, "API_KEYS": API_KEY, "HOST": "127.0.0.1",
+               "PORT": str(self.port), "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "HOME": str(log.parent),
+               "PYTHONPATH": str(ROOT)}
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [str(Path(sys.executable).parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
+                 "app:create_app()"],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        wait_for(self._answers, 30, "gunicorn to answer /healthz")
+
+    def _answers(self) -> bool:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+        try:
+            return self.request("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def request(self, method: str, target: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, target, body=body, headers={"Connection": "close", **(headers or {})})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)  # our child's own session: its workers too
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+
+
+@pytest.fixture
+def gunicorn(redis_server: EmbeddedRedis, r: redis.Redis, tmp_path: Path) -> Iterator[Gunicorn]:
+    server = Gunicorn(redis_server.url, tmp_path / "gunicorn.log")
+    yield server
+    server.stop()

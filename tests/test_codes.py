@@ -10,7 +10,15 @@ import re
 
 import pytest
 
-from app.codes import ERROR_GROUPS, FINAL_GROUP_IDS, GSM_ERRORS, STATUS_GROUPS, STATUSES
+from app.codes import (
+    ERROR_GROUPS,
+    FINAL_GROUP_IDS,
+    GSM_ERRORS,
+    STATUS_GROUPS,
+    STATUSES,
+    action_for,
+    description_for,
+)
 from tests.samples import PAYLOADS
 
 SEED = (PAYLOADS / "seed_response_codes.txt").read_text(encoding="utf-8")
@@ -126,3 +134,15 @@ def test_final_groups_are_undeliverable_delivered_expired_rejected():
         "EXPIRED",
         "REJECTED",
     }
+
+
+def test_english_texts_are_infobips_where_it_gives_them_and_the_names_otherwise():
+    assert description_for(STATUSES[5], "en") == "Message delivered to handset"
+    assert description_for(GSM_ERRORS[0], "en") == "No Error"
+    assert description_for(STATUSES[30], "en") == "DELIVERED"  # no English text: the name
+    assert description_for(STATUSES[5], "ru") == "Сообщение доставлено на устройство"
+    assert (action_for(STATUSES[6], "en"), action_for(STATUSES[6], "ru")) == (
+        "Contact account manager", "Свяжитесь с аккаунт-менеджером")
+    for row in [*STATUS_GROUPS.values(), *STATUSES.values(), *ERROR_GROUPS.values(), *GSM_ERRORS.values()]:
+        english = description_for(row, "en")
+        assert english.isascii() and english.strip(), row  # never the seed's Russian

@@ -141,6 +141,7 @@ def test_nginx_sample_matches_the_service_settings():
     text = (DEPLOY / "nginx.conf").read_text()
     assert text.count("{") == text.count("}")
     assert "client_max_body_size 1m;" in text  # == MAX_BODY_BYTES default
+    assert "large_client_header_buffers 4 80k;" in text  # a request line of MAX_URL_BYTES (64 KiB) fits
     assert "$proxy_add_x_forwarded_for" in text  # one hop: TRUSTED_PROXIES=1
     assert "$request " not in text and "$request_uri " not in text.split("access_log")[0]
 

@@ -240,7 +240,9 @@ def test_status_id_alone_is_classified_and_filled_from_the_table(status_id, grou
 def test_status_action_filled_from_the_table():
     data = dlr.load(report("m1", status={"id": 6}))
     assert data["status"]["name"] == "REJECTED_NETWORK"
-    assert data["status"]["action"] == "Свяжитесь с аккаунт-менеджером"
+    assert data["status"]["action"] == "Contact account manager"
+    russian = dlr.load(report("m1", status={"id": 6}), "ru")
+    assert russian["status"]["action"] == "Свяжитесь с аккаунт-менеджером"
 
 
 def test_report_names_and_descriptions_win_over_the_table():
@@ -300,26 +302,43 @@ def test_missing_bulk_id_is_none():
     assert dlr.load(item)["bulkId"] is None
 
 
-def test_missing_status_and_error_are_accepted():
-    data = dlr.load({"messageId": "m1"})
-    assert (data["status"], data["error"], data["price"]) == (None, None, None)
-    assert data["final"] is False
-    assert data["warnings"] == ["report has no status"]
+@pytest.mark.parametrize("item", [{"messageId": "m1"}, {"messageId": "m1", "status": None},
+                                  {"messageId": "m1", "status": {}}], ids=["missing", "null", "empty"])
+def test_an_item_without_status_is_not_a_report(item):
+    """SPEC §2.1 says any object may be missing; issue 19 overrides it for `status`: such an
+    item was an inbound message posted to /infobip/dlr, stored as a report."""
+    with pytest.raises(ValidationError) as caught:
+        dlr.load(item)
+    assert caught.value.messages == {"status": ["An item without a status is not a delivery report."]}
+
+
+def test_missing_error_and_price_are_accepted():
+    data = dlr.load({"messageId": "m1", "status": {"groupName": "PENDING"}})
+    assert (data["error"], data["price"]) == (None, None)
+    assert data["final"] is False and data["warnings"] == []
 
 
 def test_null_objects_are_accepted():
-    data = dlr.load({"messageId": "m1", "status": None, "error": None, "price": None})
-    assert (data["status"], data["error"], data["price"]) == (None, None, None)
+    data = dlr.load({"messageId": "m1", "status": {"groupId": 3}, "error": None, "price": None})
+    assert (data["error"], data["price"]) == (None, None)
+
+
+@pytest.mark.parametrize("field", ["messageId", "bulkId", "to", "from", "entityId"])
+def test_control_characters_in_identifiers_are_refused(field):
+    with pytest.raises(ValidationError) as caught:
+        dlr.load({"messageId": "m1", "status": {"groupId": 3}, field: "a\u0000b"})
+    assert caught.value.messages == {field: ["Control characters are not allowed here."]}
 
 
 def test_empty_xml_elements_are_absent_at_every_level():
     body = (
-        b"<reportResponse><results><messageId>m1</messageId><smsCount/><sentAt></sentAt><status/>"
+        b"<reportResponse><results><messageId>m1</messageId><smsCount/><sentAt></sentAt>"
+        b"<status><groupId>3</groupId><name/></status>"
         b"<price><pricePerMessage/><currency>EUR</currency></price>"
         b"<error><id>27</id><permanent/></error><callbackData/></results></reportResponse>"
     )
     data = dlr.load(dlr.items(*decode_body(body, None))[0])
-    assert (data["smsCount"], data["sentAt"], data["status"]) == (None, None, None)
+    assert (data["smsCount"], data["sentAt"], data["status"]["groupName"]) == (None, None, "DELIVERED")
     assert data["price"] == {"currency": "EUR", "pricePerMessage": None}
     assert data["error"]["permanent"] is False  # filled from the table, not refused
     assert data["callbackData"] == ""  # a string field keeps its empty string

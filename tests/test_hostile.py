@@ -14,6 +14,7 @@ import base64
 import hmac
 import io
 import logging
+import socket
 from typing import Any
 
 import orjson
@@ -204,7 +205,8 @@ NON_UTF8 = {
     "XML text": ("/infobip/dlr", b"<reportResponse><results><messageId>m\xff</messageId></results>"
                  b"</reportResponse>", XML, 400),
     "XML declared Latin-1": ("/infobip/dlr", b'<?xml version="1.0" encoding="ISO-8859-1"?><reportResponse>'
-                             b"<results><messageId>m\xe9</messageId></results></reportResponse>", XML, 200),
+                             b"<results><messageId>m\xe9</messageId><status><id>5</id></status></results></reportResponse>",
+                             XML, 200),
     "MO form": ("/infobip/mo", b"sender=1&text=caf\xe9", FORM, 200),
     "MO JSON": ("/infobip/mo", b'{"sender": "1", "text": "\xff"}', JSON, 400),
     "lone surrogate escape": ("/infobip/dlr", b'{"results": [{"messageId": "\\ud800"}]}', JSON, 400),
@@ -247,7 +249,8 @@ def test_raw_non_utf8_text_is_kept_escaped(client, r, work):
 
 def test_duplicate_json_keys_the_last_one_wins(infobip, work, api):
     """As in every JSON parser we know (orjson, json, JavaScript): no error, the last value."""
-    body = b'{"results": [{"messageId": "first", "messageId": "last", "to": "1", "to": "2"}]}'
+    body = (b'{"results": [{"messageId": "first", "messageId": "last", "to": "1", "to": "2",'
+            b' "status": {"id": 5}}]}')
     assert infobip.dlr(body).json == {"accepted": 1, "rejected": []}
     work()
     assert api.get("/api/messages/first").status_code == 404
@@ -255,7 +258,9 @@ def test_duplicate_json_keys_the_last_one_wins(infobip, work, api):
 
 
 def test_duplicate_results_keys(infobip, work, r):
-    body = b'{"results": [{"messageId": "a"}], "results": [{"messageId": "b"}, {"messageId": "c"}]}'
+    status = b'"status": {"id": 5}'
+    body = (b'{"results": [{"messageId": "a", %s}], '
+            b'"results": [{"messageId": "b", %s}, {"messageId": "c", %s}]}' % (status, status, status))
     assert infobip.dlr(body).json["accepted"] == 2
     work()
     assert r.xlen(EVENT_STREAM) == 2
@@ -407,3 +412,29 @@ def test_no_secret_in_logs_answers_quarantine_or_dead_letters(use_routes, work, 
     }
     for where, text in places.items():
         assert [s for s in every_secret() if s in text] == [], where
+
+
+# --- what gunicorn refuses itself is JSON too (issue 19) -------------------------------------
+
+GUNICORN_REFUSALS = {
+    "bad request line": b"GET /infobip/mo?token=%s HTTP/1.1 extra\r\nHost: h\r\n\r\n",
+    "header over limit_request_field_size": b"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: "
+                                            + b"a" * 20000 + b"\r\n\r\n",
+    "malformed header": b"GET /healthz HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", GUNICORN_REFUSALS)
+def test_what_gunicorn_refuses_itself_is_answered_in_json(name, gunicorn):
+    data = GUNICORN_REFUSALS[name].replace(b"%s", TOKEN.encode())
+    with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert 400 <= status < 500, answer[:300]
+    assert b"content-type: application/json" in head.lower(), head
+    assert set(orjson.loads(body)) == {"error", "message"}
+    assert TOKEN.encode() not in answer

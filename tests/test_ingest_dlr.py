@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from app import create_app
+from app.errors import ConfigError
 from app.keys import EVENT_STREAM, QUARANTINE
-from tests.conftest import Infobip, basic_header
+from tests.conftest import API_KEY, Infobip, basic_header
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, PLAIN_DOCTYPE, push, raw, report
 from tools.redis_server import free_port
 
@@ -354,7 +355,7 @@ class TestOversizedBody:
         assert quarantined(r)[0]["reason"] == "body too large"
 
     def test_body_under_the_cap_is_accepted(self, infobip):
-        assert infobip.dlr(push({"messageId": "m1"})).status_code == 200
+        assert infobip.dlr(push(report("m1"))).status_code == 200
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
@@ -434,3 +435,148 @@ def test_redis_down_is_503_with_retry_after(body, redis_down_app):
 def test_redis_down_still_checks_credentials_first(redis_down_app):
     resp = redis_down_app.test_client().post("/infobip/dlr", data=NOTIFY_JSON)
     assert resp.status_code == 401
+
+
+# --- an inbound message posted to the DLR URL (issue 19) -------------------------------------
+
+NO_CONTROL = "Control characters are not allowed here."
+NOT_A_REPORT = "An item without a status is not a delivery report."
+HINT = "looks like an inbound message: is the MO forward URL pointing at /infobip/dlr?"
+INBOUND = {"messageId": "mo-misfiled-1", "from": "38598123123", "to": "41793026727", "text": "STOP ads",
+           "cleanText": "ads", "keyword": "STOP", "receivedAt": "2026-11-29T10:00:00.123+0000", "smsCount": 1}
+INBOUND_XML = (b"<reportResponse><results><result><messageId>mo-misfiled-1</messageId>"
+               b"<from>38598123123</from><to>41793026727</to><text>STOP ads</text>"
+               b"<cleanText>ads</cleanText><keyword>STOP</keyword>"
+               b"<receivedAt>2026-11-29T10:00:00.123+0000</receivedAt><smsCount>1</smsCount></result>"
+               b"</results></reportResponse>")
+
+
+@pytest.mark.parametrize("body, content_type", [(orjson.dumps({"results": [INBOUND]}), "application/json"),
+                                                (INBOUND_XML, "application/xml")], ids=["JSON", "XML"])
+def test_an_inbound_message_posted_to_dlr_is_refused_and_recovered_by_replay_to_mo(
+        body, content_type, infobip, api, work, r):
+    resp = infobip.dlr(body, content_type)
+    assert resp.status_code == 400
+    assert resp.json["details"] == [{"index": 0, "errors": {
+        "status": [NOT_A_REPORT, HINT]}}]
+    [entry] = quarantined(r)
+    assert entry["reason"] == f"invalid items: {HINT}"
+    work()
+    assert r.xlen(EVENT_STREAM) == 0  # no dlr.intermediate for anyone
+    assert api.get("/api/messages/mo-misfiled-1").status_code == 404
+    replayed = api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "mo"})
+    assert replayed.json == {"id": entry["id"], "status": 200, "accepted": 1, "rejected": []}
+    assert quarantined(r) == []
+    work()
+    got = api.get("/api/inbound/mo-misfiled-1").json
+    assert (got["text"], got["keyword"], got["from"]) == ("STOP ads", "STOP", "38598123123")
+    [event] = [orjson.loads(e[b"event"]) for _, e in r.xrange(EVENT_STREAM)]
+    assert event["type"] == "mo.received"
+    assert api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "mo"}).status_code == 404  # once
+
+
+def test_in_a_mixed_batch_only_the_inbound_item_is_rejected_and_replayed_to_mo(infobip, api, work, r):
+    resp = infobip.dlr(push(report("dlr-1"), INBOUND))
+    assert resp.status_code == 200 and resp.json["accepted"] == 1
+    assert resp.json["rejected"] == [{"index": 1, "errors": {
+        "status": [NOT_A_REPORT, HINT]}}]
+    [entry] = quarantined(r)
+    result = infobip.client.application.test_cli_runner().invoke(
+        args=["quarantine", "replay", entry["id"], "--to", "mo"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["accepted"] == 1
+    work()
+    assert api.get("/api/inbound/mo-misfiled-1").status_code == 200
+    assert api.get("/api/inbound/dlr-1").status_code == 404  # the report did not become an MO
+    assert api.get("/api/messages/dlr-1").status_code == 200
+
+
+def test_an_item_without_status_and_without_inbound_fields_is_plainly_invalid(infobip, r):
+    resp = infobip.dlr(push({"messageId": "m1", "to": "41793026727"}))
+    assert resp.status_code == 400
+    assert resp.json["details"][0]["errors"] == {"status": [NOT_A_REPORT]}
+    assert quarantined(r)[0]["reason"] == "invalid items"
+
+
+def test_a_replay_target_other_than_mo_is_400(infobip, api, r):
+    infobip.dlr(push({"messageId": "m1"}))
+    [entry] = quarantined(r)
+    resp = api.post(f"/api/quarantine/{entry['id']}/replay", {"to": "sms"})
+    assert resp.status_code == 400 and list(resp.json["details"]) == ["to"]
+
+
+@pytest.mark.parametrize("field", ["messageId", "bulkId"])
+def test_control_characters_in_identifiers_are_rejected(field, infobip, r):
+    resp = infobip.dlr(push(report("m1", **{field: "a\u0000b"}), report("m2")))
+    assert resp.status_code == 200 and resp.json["accepted"] == 1
+    assert resp.json["rejected"] == [{"index": 0, "errors": {field: [NO_CONTROL]}}]
+
+
+# --- charsets and byte-order marks (issue 19) ------------------------------------------------
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"\xef\xbb\xbf" + orjson.dumps(push(report("m1", callbackData="Café"))), "application/json"),
+    (orjson.dumps(push(report("m1", callbackData="Café"))).decode().encode("latin-1"),
+     "application/json; charset=ISO-8859-1"),
+    (b"<reportResponse><results><messageId>m1</messageId><status><id>5</id></status>"
+     b"<callbackData>Caf\xe9</callbackData></results></reportResponse>", "text/xml; charset=ISO-8859-1"),
+], ids=["JSON after a UTF-8 BOM", "JSON in a declared Latin-1", "XML in a declared Latin-1"])
+def test_a_declared_charset_and_a_bom_are_honoured(body, content_type, infobip, work, api):
+    resp = infobip.dlr(body, content_type)
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    assert view(api, "m1")["callbackData"] == "Café"
+
+
+def test_bytes_the_declared_charset_cannot_decode_are_400_with_the_raw_body_quarantined(infobip, r):
+    body = orjson.dumps(push(report("m1"))).replace(b'"m1"', b'"m\x98"')  # 0x98: no character in cp1251
+    resp = infobip.dlr(body, "application/json; charset=windows-1251")
+    assert resp.status_code == 400 and resp.json["message"].startswith("body is not valid cp1251")
+    [entry] = quarantined(r)
+    assert base64.b64decode(entry["bodyBase64"]) == body
+
+
+# --- descriptions filled in English, or in the seed's Russian (issue 19) ---------------------
+
+BARE = {"status": {"groupId": 3, "id": 5}, "error": {"groupId": 0, "id": 0}}
+
+
+def test_descriptions_are_filled_in_infobips_english_by_default(infobip, work, api):
+    """They were the seed's Russian: "Сообщение доставлено на устройство", "Нет ошибки"."""
+    infobip.dlr(push({"messageId": "en-1", **BARE},
+                     {"messageId": "en-2", "status": {"id": 6}, "error": {"id": 1}}))
+    work()
+    got = view(api, "en-1")
+    assert (got["status"]["description"], got["error"]["description"]) == (
+        "Message delivered to handset", "No Error")
+    other = view(api, "en-2")
+    assert (other["status"]["description"], other["status"]["action"]) == ("Network is forbidden",
+                                                                            "Contact account manager")
+    assert other["error"]["description"] == "EC_UNKNOWN_SUBSCRIBER"  # no English text from Infobip: the name
+
+
+def test_code_descriptions_ru_keeps_the_seeds_russian(config, r, work):
+    client = create_app({**config, "CODE_DESCRIPTIONS": "ru"}).test_client()
+    assert Infobip(client).dlr(push({"messageId": "ru-1", **BARE})).status_code == 200
+    work()
+    got = client.get("/api/messages/ru-1", headers={"Authorization": f"Bearer {API_KEY}"}).json
+    assert (got["status"]["description"], got["error"]["description"]) == (
+        "Сообщение доставлено на устройство", "Нет ошибки")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_a_description_infobip_sent_is_never_replaced(language, config, r, work):
+    client = create_app({**config, "CODE_DESCRIPTIONS": language}).test_client()
+    sent = {"status": {"groupId": 3, "id": 5, "description": "Zugestellt", "action": "Nichts"},
+            "error": {"groupId": 0, "id": 0, "description": "Kein Fehler"}}
+    assert Infobip(client).dlr(push({"messageId": "sent-1", **sent})).status_code == 200
+    work()
+    got = client.get("/api/messages/sent-1", headers={"Authorization": f"Bearer {API_KEY}"}).json
+    assert (got["status"]["description"], got["status"]["action"], got["error"]["description"]) == (
+        "Zugestellt", "Nichts", "Kein Fehler")
+
+
+def test_an_unknown_code_descriptions_language_stops_start_up(config, r):
+    with pytest.raises(ConfigError, match="CODE_DESCRIPTIONS must be one of en, ru"):
+        create_app({**config, "CODE_DESCRIPTIONS": "de"})

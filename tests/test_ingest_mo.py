@@ -824,3 +824,114 @@ def test_redis_down_is_503_for_mo(config):
     resp = mo.get(sender=SENDER, text="hi")
     assert resp.status_code == 503
     assert int(resp.headers["Retry-After"]) > 0
+
+
+# --- long messages by GET through real gunicorn (issue 19) -----------------------------------
+
+CYRILLIC = "Съешь же ещё этих мягких французских булок, да выпей чаю. "
+GSM7 = "The quick brown fox jumps over the lazy dog @ 10 EUR! "
+
+
+def _long(sample: str, length: int) -> str:
+    return (sample * (length // len(sample) + 1))[:length]
+
+
+@pytest.mark.parametrize("text, coding, hex_of", [
+    (_long(CYRILLIC, 1000), 8, ucs2),
+    (_long(CYRILLIC, 2000), 8, ucs2),
+    (_long(GSM7, 2000), 0, lambda text: text.encode("gsm03.38").hex().upper()),
+], ids=["1000 Cyrillic", "2000 Cyrillic", "2000 GSM-7"])
+def test_a_long_mo_by_get_is_accepted_end_to_end(text, coding, hex_of, gunicorn, r, api):
+    """gunicorn refused request lines over 4,094 bytes with an HTML 414: a 1,000-character
+    Cyrillic message forwarded with %text% and %bin% (~9 KB) was lost on every retry."""
+    params = {"token": TOKEN, "sender": SENDER, "receiver": RECEIVER, "text": text, "bin": hex_of(text),
+              "datacoding": coding, "messageid": f"long-{coding}-{len(text)}"}
+    target = "/infobip/mo?" + urlencode(params)
+    assert len(target) > 4094  # gunicorn's default limit_request_line
+    status, _, body = gunicorn.request("GET", target)
+    assert (status, orjson.loads(body)) == (200, {"accepted": 1, "rejected": []}), body
+    run_workers(r)
+    stored = inbound(api, params["messageid"])
+    assert stored["text"] == text and stored["dataCoding"] == coding
+
+
+def test_a_url_over_max_url_bytes_is_a_json_414_and_quarantined(gunicorn, r):
+    target = f"/infobip/mo?token={TOKEN}&sender={SENDER}&text=" + "a" * (64 * 1024)
+    status, headers, body = gunicorn.request("GET", target)
+    assert status == 414 and headers["content-type"] == "application/json", body
+    assert orjson.loads(body)["error"] == "uri_too_long"
+    (entry,) = quarantined(r)
+    assert entry["reason"] == "URL too long"
+    assert dict(entry["query"])["text"] == "a" * (64 * 1024)  # as far as it was read: all of it
+    assert "token" not in dict(entry["query"])
+
+
+@pytest.mark.parametrize("send", [
+    lambda mo: mo.get(sender=SENDER, text="hi", messageid="a\u0000b"),
+    lambda mo: mo.post(orjson.dumps({"results": [{"messageId": "a\u0000b", "from": SENDER, "text": "hi"}]}),
+                       "application/json"),
+], ids=["forward", "pull shape"])
+def test_control_characters_in_an_mo_message_id_are_refused(send, mo, r):
+    resp = send(mo)
+    assert resp.status_code == 400, resp.json
+    assert "Control characters are not allowed here." in json.dumps(resp.json["details"])
+    assert len(quarantined(r)) == 1
+
+
+# --- declared charsets (issue 19) ------------------------------------------------------------
+
+
+def test_a_form_in_a_declared_latin_1_is_decoded_by_it(mo, work, api):
+    resp = mo.post(f"sender={SENDER}&messageid=cafe-1&text=Caf%E9+cr%E8me", f"{FORM}; charset=ISO-8859-1")
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    got = inbound(api, "cafe-1")
+    assert (got["text"], got["keyword"], got["cleanText"]) == ("Café crème", "CAFÉ", "crème")
+    assert got["warnings"] == [] and got["binary"] is None
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (f'{{"sender": "{SENDER}", "messageid": "cafe-2", "text": "Café crème"}}',
+     "application/json; charset=latin-1"),
+    (f'<?xml version="1.0" encoding="UTF-8"?><moRequest><sender>{SENDER}</sender>'
+     "<messageid>cafe-2</messageid><text>Café crème</text></moRequest>",
+     "application/xml; charset=ISO-8859-1"),
+], ids=["JSON", "XML whose declaration is wrong"])
+def test_a_json_or_xml_body_in_a_declared_charset_is_decoded_by_it(body, content_type, mo, work, api):
+    resp = mo.post(body.encode("latin-1"), content_type)
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    assert inbound(api, "cafe-2")["text"] == "Café crème"
+
+
+def test_form_bytes_the_charset_cannot_decode_are_kept_in_binary_with_a_warning(mo, work, api):
+    """They were silently replaced with U+FFFD: `Caf� cr�me`, keyword `CAF�`."""
+    resp = mo.post(f"sender={SENDER}&messageid=cafe-3&text=Caf%E9+cr\xe8me".encode("latin-1"), FORM)  # UTF-8
+    assert resp.json == {"accepted": 1, "rejected": []}
+    work()
+    got = inbound(api, "cafe-3")
+    assert got["binary"] == "Caf\xe9 cr\xe8me".encode("latin-1").hex()
+    assert got["text"] == "Caf\ufffd cr\ufffdme"
+    assert got["warnings"] == [
+        "text has bytes its charset cannot decode, shown as U+FFFD; binary has them as sent"]
+
+
+def test_a_sender_the_charset_cannot_decode_is_400_with_the_raw_body_quarantined(mo, r):
+    body = b"sender=385%FF&text=hi"
+    resp = mo.post(body, f"{FORM}; charset=utf-8")
+    assert resp.status_code == 400 and "sender is not valid utf-8" in resp.json["message"]
+    [entry] = quarantined(r)
+    assert entry["body"] == body.decode()
+
+
+def test_a_utf8_byte_order_mark_before_json_is_ignored(mo, work, api):
+    body = b"\xef\xbb\xbf" + orjson.dumps({"sender": SENDER, "messageid": "bom-1", "text": "Привет"})
+    assert mo.post(body, "application/json").json == {"accepted": 1, "rejected": []}
+    work()
+    assert inbound(api, "bom-1")["text"] == "Привет"
+
+
+def test_an_unknown_charset_is_415_and_quarantined(mo, r):
+    resp = mo.post(b'{"sender": "1", "text": "x"}', "application/json; charset=no-such-charset")
+    assert resp.status_code == 415
+    assert len(quarantined(r)) == 1
