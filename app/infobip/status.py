@@ -99,11 +99,10 @@ def all(r: Redis) -> dict[str, dict[str, Any]]:
 
 def metrics(r: Redis) -> Iterator[Any]:
     """`receiver_infobip_feature_up{feature}` (1 ok, 0 failed) and calls by outcome."""
-    up = GaugeMetricFamily("receiver_infobip_feature_up", "Infobip feature working (1) or failed (0)",
-                           labels=["feature", "state"])
+    up = GaugeMetricFamily("receiver_infobip_feature_up",
+                           "Infobip feature working (1) or failed (0, reason in /readyz)", labels=["feature"])
     for name, raw in sorted(r.hgetall(INFOBIP_FEATURES).items()):
-        state = orjson.loads(raw)["state"]
-        up.add_metric([name.decode(), state], 1.0 if state == OK else 0.0)
+        up.add_metric([name.decode()], 1.0 if orjson.loads(raw)["state"] == OK else 0.0)
     yield up
     calls = CounterMetricFamily("receiver_infobip_calls", "Calls to Infobip by feature and outcome",
                                 labels=["feature", "outcome"])

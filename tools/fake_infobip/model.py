@@ -28,7 +28,6 @@ from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS, STATUSES
 
 LOG_WINDOW = timedelta(hours=48)
 DEFAULT_LIMIT = 50  # the seed's default for reports, logs and inbox
-MAX_LIMIT = 1000  # Infobip's documented maximum; the seed gives none
 PENDING_ENROUTE, DUPLICATE_ID, MISSING_TO, BAD_DESTINATION = 7, 23, 51, 52
 DELIVERED_TO_HANDSET, NO_ERROR, ABSENT_SUBSCRIBER = 5, 0, 27
 _DESTINATION = re.compile(r"\+?[0-9]{3,15}")

@@ -20,20 +20,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from tools.fake_infobip.model import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    Fault,
-    Model,
-    error_object,
-    infobip_time,
-    status_object,
-)
+from app.api import _date_arg as date_arg
+from app.api import limit_arg  # 1 to 1000 (Infobip's maximum; the seed gives none), ASCII digits
+from app.errors import InvalidPayload
+from tools.fake_infobip.model import DEFAULT_LIMIT, Fault, Model, error_object, infobip_time, status_object
 from tools.fake_infobip.timeline import Timeline
 
 HANG_SECONDS = 60.0  # a hung request is dropped after this, or when released
@@ -96,23 +91,14 @@ def create_app(fake: Fake) -> Flask:
     app = Flask("fake_infobip")
     model = fake.model
 
-    def limit_arg() -> int:
-        raw = request.args.get("limit", "")
-        if raw == "":
-            return DEFAULT_LIMIT
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
-        return int(raw)
-
-    def date_arg(name: str) -> datetime | None:
-        raw = request.args.get(name)
-        if not raw:
-            return None
+    def query_arg(read: Callable[..., Any], *args: Any) -> Any:
+        """Our query API reads `limit` and dates as Infobip does (app/api.py); its refusal is
+        answered here in Infobip's error shape."""
         try:
-            moment = datetime.fromisoformat(raw.replace(" ", "+"))  # a '+' in a URL may arrive as ' '
-        except ValueError:
-            raise BadRequest(f"{name} must be a date like 2015-02-22T17:42:05.390+0100") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return read(*args)
+        except InvalidPayload as err:
+            reasons = (f"{name}: {', '.join(why)}" for name, why in (err.details or {}).items())
+            raise BadRequest("; ".join(reasons)) from None
 
     def json_body() -> dict[str, Any]:
         body = request.get_json(silent=True)
@@ -121,8 +107,10 @@ def create_app(fake: Fake) -> Flask:
         return body
 
     def hold(fault: Fault) -> Response:
-        """Answer nothing: hold the request (hang) or close at once (drop), then cut the connection."""
-        g.answered = None
+        """Answer nothing: hold the request (hang) or close at once (drop), then cut the connection.
+        Recorded now, with no answer, so a test sees the call while it is held."""
+        model.record_call(request.method, request.path, None, g.get("auth") or "none")
+        g.recorded = True
         if fault.hang:
             fake.release.wait(HANG_SECONDS)
         sock = request.environ.get("werkzeug.socket")
@@ -157,9 +145,8 @@ def create_app(fake: Fake) -> Flask:
 
     @app.after_request
     def record(response: Response) -> Response:
-        if request.path.startswith("/sms/"):
-            model.record_call(request.method, request.path, g.get("answered", response.status_code),
-                              g.get("auth") or "none")
+        if request.path.startswith("/sms/") and not g.get("recorded"):
+            model.record_call(request.method, request.path, response.status_code, g.get("auth") or "none")
         return response
 
     # --- Infobip's API ---------------------------------------------------------------------
@@ -167,19 +154,21 @@ def create_app(fake: Fake) -> Flask:
     @app.get("/sms/1/reports")
     @infobip
     def reports() -> Any:
-        return {"results": model.take_reports(limit_arg(), request.args.get("bulkId"),
+        limit = query_arg(limit_arg, DEFAULT_LIMIT)
+        return {"results": model.take_reports(limit, request.args.get("bulkId"),
                                               request.args.get("messageId"))}
 
     @app.get("/sms/1/inbox/reports")
     @infobip
     def inbox() -> Any:
-        return {"results": model.take_inbox(limit_arg())}
+        return {"results": model.take_inbox(query_arg(limit_arg, DEFAULT_LIMIT))}
 
     @app.get("/sms/1/logs")
     @infobip
     def logs() -> Any:
         filters = {name: request.args.getlist(name) for name in LOG_FILTERS if request.args.get(name)}
-        return {"results": model.logs(filters, date_arg("sentSince"), date_arg("sentUntil"), limit_arg())}
+        since, until = query_arg(date_arg, "sentSince"), query_arg(date_arg, "sentUntil")
+        return {"results": model.logs(filters, since, until, query_arg(limit_arg, DEFAULT_LIMIT))}
 
     def send(bulk_id: str | None, items: list[dict[str, Any]]) -> Any:
         if not items:
