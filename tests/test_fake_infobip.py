@@ -260,3 +260,17 @@ def test_withheld_reports_are_never_pushed_but_logged(fake_infobip: FakeInfobip,
     assert results(fake_infobip, "/sms/1/reports") == []
     (log,) = results(fake_infobip, "/sms/1/logs", messageId="m-lost")
     assert log["status"]["groupName"] == "DELIVERED"  # reconciliation finds it here
+
+
+def test_xml_pushes_are_the_seeds_report_response(fake_infobip: FakeInfobip, receiver: ConsumerServer,
+                                                  infobip: Any) -> None:
+    advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"},
+             {"to": "41793026731", "messageId": "m-2"}, notifyUrl=f"{receiver.url}/dlr",
+             notifyContentType="application/xml", callbackData="cb")
+    wait_for(lambda: len(receiver.requests("/dlr")) == 1, 5, "the push")
+    (seen,) = receiver.requests("/dlr")
+    assert seen.headers["content-type"] == "application/xml"
+    assert seen.body.count(b"<results>") == 2 and b"<reportResponse>" in seen.body
+    assert b"<permanent>false</permanent>" in seen.body
+    answer = infobip.dlr(seen.body, "application/xml")  # our own ingest takes it as it came
+    assert answer.status_code == 200 and answer.json["accepted"] == 2

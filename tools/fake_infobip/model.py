@@ -31,6 +31,10 @@ DEFAULT_LIMIT = 50  # the seed's default for reports, logs and inbox
 PENDING_ENROUTE, DUPLICATE_ID, MISSING_TO, BAD_DESTINATION = 7, 23, 51, 52
 DELIVERED_TO_HANDSET, NO_ERROR, ABSENT_SUBSCRIBER = 5, 0, 27
 _DESTINATION = re.compile(r"\+?[0-9]{3,15}")
+# Infobip answers in English; the seed's examples give these texts (others: the seed's table).
+_STATUS_TEXT = {3: "Message sent, waiting for delivery report", 5: "Message delivered to handset",
+                6: "Network is forbidden", 7: "Message sent to next instance", 26: "Pending Accepted"}
+_ERROR_TEXT = {0: "No Error", 27: "Absent Subscriber"}
 # mccmnc of the first digits of a number (a few countries; others get Switzerland's).
 _NETWORKS = (("41", "22801"), ("49", "26201"), ("7", "25001"), ("385", "21901"), ("44", "23410"))
 
@@ -43,7 +47,7 @@ def infobip_time(moment: datetime) -> str:
 def status_object(status_id: int) -> dict[str, Any]:
     s = STATUSES[status_id]
     body = {"groupId": s.group_id, "groupName": STATUS_GROUPS[s.group_id].name, "id": s.id,
-            "name": s.name, "description": s.description}
+            "name": s.name, "description": _STATUS_TEXT.get(s.id, s.description)}
     if s.action:
         body["action"] = s.action
     return body
@@ -52,7 +56,7 @@ def status_object(status_id: int) -> dict[str, Any]:
 def error_object(error_id: int) -> dict[str, Any]:
     e = GSM_ERRORS[error_id]
     return {"groupId": e.group_id, "groupName": ERROR_GROUPS[e.group_id].name, "id": e.id,
-            "name": e.name, "description": e.description, "permanent": e.permanent}
+            "name": e.name, "description": _ERROR_TEXT.get(e.id, e.description), "permanent": e.permanent}
 
 
 def sms_count(text: str) -> int:
@@ -93,6 +97,7 @@ class Message:
     intermediate: bool
     callback_data: str | None
     final: tuple[int, int] = (DELIVERED_TO_HANDSET, NO_ERROR)  # status id, GSM error id
+    content_type: str = "application/json"  # of its pushes (`notifyContentType`)
 
 
 @dataclass
@@ -167,7 +172,9 @@ class Model:
                 self.messages[message_id] = Message(
                     {k: v for k, v in log.items() if v is not None}, item.get("notifyUrl"),
                     bool(item.get("intermediateReport")), item.get("callbackData"),
-                    self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)))
+                    self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)),
+                    "application/xml" if item.get("notifyContentType") == "application/xml"
+                    else "application/json")
                 self.sends.append({**item, "bulkId": bulk_id, "messageId": message_id,
                                    "status": STATUSES[status].name, "sentAt": log["sentAt"]})
                 if status == PENDING_ENROUTE:
