@@ -248,7 +248,7 @@ class InfobipClient:
             return
         entry = status.get(self.r, feature) or {}
         self._outcome(feature, "blocked")
-        message = f"{feature} is blocked until {until:.0f} (epoch): {entry.get('reason')}"
+        message = f"{feature} is not called until {status.when(until)}: {entry.get('reason')}"
         if entry.get("state") == status.AUTH_FAILED:
             raise InfobipAuthError(message)
         raise InfobipUnavailable(message, max(until - time.time(), 0.0))

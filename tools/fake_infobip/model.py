@@ -237,7 +237,9 @@ class Model:
         with self.lock:
             oldest = self.now() - LOG_WINDOW
             found = []
-            for message in reversed(self.messages.values()):
+            ids = filters.get("messageId")  # looked up directly: reconciliation asks by id
+            messages = self.messages
+            for message in [messages[i] for i in ids if i in messages] if ids else messages.values():
                 log = message.log
                 sent = datetime.fromisoformat(log["sentAt"])
                 if sent < oldest or (sent_since and sent < sent_since) or (sent_until and sent > sent_until):
@@ -247,5 +249,6 @@ class Model:
                           "mcc": log.get("mccmnc", "")[:3], "mnc": log.get("mccmnc", "")[3:]}
                 if all(fields[name] in wanted for name, wanted in filters.items()):
                     found.append(dict(log))
+            found.reverse()  # newest first; the sort is stable, so sends of one moment stay newest first
             found.sort(key=lambda log: datetime.fromisoformat(log["sentAt"]), reverse=True)
             return found[:limit]
