@@ -6,6 +6,7 @@ their reports pushed to a real local `notifyUrl` (retried) or kept for pulling."
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -274,3 +275,16 @@ def test_xml_pushes_are_the_seeds_report_response(fake_infobip: FakeInfobip, rec
     assert b"<permanent>false</permanent>" in seen.body
     answer = infobip.dlr(seen.body, "application/xml")  # our own ingest takes it as it came
     assert answer.status_code == 200 and answer.json["accepted"] == 2
+
+
+def test_a_fault_for_some_seconds_hits_every_call_until_then(fake_infobip: FakeInfobip) -> None:
+    armed = time.monotonic()
+    fake_infobip.control.fail("/sms/1/inbox/reports", status=503, seconds=2)
+    statuses = []
+    for _ in range(5):
+        status = call(fake_infobip, "GET", "/sms/1/inbox/reports").status
+        if time.monotonic() < armed + 2:  # answered before the fault can have ended
+            statuses.append(status)
+    assert statuses and set(statuses) == {503}
+    wait_for(lambda: call(fake_infobip, "GET", "/sms/1/inbox/reports").status == 200, 5, "the fault to end")
+    assert fake_infobip.control.calls()[-1]["status"] == 200

@@ -76,10 +76,12 @@ def mccmnc(to: str) -> str:
 
 @dataclass
 class Fault:
-    """What the next `count` calls of `path` get instead of a normal answer."""
+    """What the next `count` calls of `path` get instead of a normal answer; with `until` (a
+    time.monotonic() value), every call of the path until then, whatever `count` says."""
 
     path: str
     count: int = 1
+    until: float | None = None
     status: int = 503
     retry_after: float | None = None
     hang: bool = False  # read the request, then hold it without answering until released
@@ -124,11 +126,12 @@ class Model:
 
     def next_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
+            now = time.monotonic()
+            self.faults = [f for f in self.faults if (f.until or now + 1) > now and f.count > 0]
             for fault in self.faults:
-                if fault.path == path and fault.method in (None, method) and fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self.faults.remove(fault)
+                if fault.path == path and fault.method in (None, method):
+                    if fault.until is None:
+                        fault.count -= 1
                     return fault
         return None
 
