@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -288,3 +289,13 @@ def test_a_fault_for_some_seconds_hits_every_call_until_then(fake_infobip: FakeI
     assert statuses and set(statuses) == {503}
     wait_for(lambda: call(fake_infobip, "GET", "/sms/1/inbox/reports").status == 200, 5, "the fault to end")
     assert fake_infobip.control.calls()[-1]["status"] == 200
+
+
+def test_a_scheduled_send_is_pending_accepted_and_reported_after_send_at(fake_infobip: FakeInfobip) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat(timespec="milliseconds")
+    answer = advanced(fake_infobip, {"to": "41793026785", "messageId": "m-later"}, sendAt=soon)
+    (message,) = answer["messages"]
+    assert message["status"]["name"] == "PENDING_ACCEPTED" and "smsCount" not in message  # the seed's answer
+    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 10, "the scheduled message's report")
+    (log,) = results(fake_infobip, "/sms/1/logs", messageId="m-later")
+    assert datetime.fromisoformat(log["sentAt"]) >= datetime.fromisoformat(soon) - timedelta(milliseconds=1)

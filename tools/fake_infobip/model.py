@@ -28,7 +28,7 @@ from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS, STATUSES
 
 LOG_WINDOW = timedelta(hours=48)
 DEFAULT_LIMIT = 50  # the seed's default for reports, logs and inbox
-PENDING_ENROUTE, DUPLICATE_ID, MISSING_TO, BAD_DESTINATION = 7, 23, 51, 52
+PENDING_ENROUTE, DUPLICATE_ID, PENDING_ACCEPTED, MISSING_TO, BAD_DESTINATION = 7, 23, 26, 51, 52
 DELIVERED_TO_HANDSET, NO_ERROR, ABSENT_SUBSCRIBER = 5, 0, 27
 _DESTINATION = re.compile(r"\+?[0-9]{3,15}")
 # Infobip answers in English; the seed's examples give these texts (others: the seed's table).
@@ -74,6 +74,16 @@ def mccmnc(to: str) -> str:
                  if digits.startswith(prefix)), "22801")
 
 
+def _seconds_until(send_at: Any, now: datetime) -> float:
+    """Seconds from now to a `sendAt` (`2015-07-07T17:00:00.000+01:00`); 0 if none, past or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(send_at))
+    except ValueError:
+        return 0.0
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return max((moment - now).total_seconds(), 0.0)
+
+
 @dataclass
 class Fault:
     """What the next `count` calls of `path` get instead of a normal answer; with `until` (a
@@ -100,6 +110,7 @@ class Message:
     callback_data: str | None
     final: tuple[int, int] = (DELIVERED_TO_HANDSET, NO_ERROR)  # status id, GSM error id
     content_type: str = "application/json"  # of its pushes (`notifyContentType`)
+    wait: float = 0.0  # seconds until `sendAt`, for a scheduled message
 
 
 @dataclass
@@ -152,6 +163,7 @@ class Model:
                 to = str(item.get("to") or "")
                 message_id = str(item.get("messageId") or uuid.uuid4())
                 count = sms_count(str(item.get("text") or ""))
+                wait = _seconds_until(item.get("sendAt"), sent_at)
                 if not to:
                     status = MISSING_TO
                 elif not _DESTINATION.fullmatch(to):
@@ -159,28 +171,32 @@ class Model:
                 elif message_id in self.messages:
                     status = DUPLICATE_ID
                 else:
-                    status = PENDING_ENROUTE
+                    status = PENDING_ACCEPTED if wait else PENDING_ENROUTE
                 answers.append({"to": to, "status": status_object(status), "smsCount": count,
                                 "messageId": message_id})
+                if status == PENDING_ACCEPTED:
+                    del answers[-1]["smsCount"]  # as the seed's answer to a scheduled send
                 if status == DUPLICATE_ID:
                     continue  # the first message of that id stays as it was
                 log = {"bulkId": bulk_id, "messageId": message_id, "to": to,
-                       "from": item.get("from"), "text": item.get("text"), "sentAt": infobip_time(sent_at),
+                       "from": item.get("from"), "text": item.get("text"),
+                       "sentAt": infobip_time(sent_at + timedelta(seconds=wait)),
                        "smsCount": count, "mccmnc": mccmnc(to),
                        "price": {"pricePerMessage": 0.01 * count, "currency": "EUR"},
                        "status": status_object(status), "error": error_object(NO_ERROR)}
-                if status != PENDING_ENROUTE:
+                taken = status in (PENDING_ENROUTE, PENDING_ACCEPTED)
+                if not taken:
                     log["doneAt"] = log["sentAt"]
                     log["price"]["pricePerMessage"] = 0
+                xml = item.get("notifyContentType") == "application/xml"
                 self.messages[message_id] = Message(
-                    {k: v for k, v in log.items() if v is not None}, item.get("notifyUrl"),
-                    bool(item.get("intermediateReport")), item.get("callbackData"),
-                    self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)),
-                    "application/xml" if item.get("notifyContentType") == "application/xml"
-                    else "application/json")
+                    log={k: v for k, v in log.items() if v is not None}, notify_url=item.get("notifyUrl"),
+                    intermediate=bool(item.get("intermediateReport")), callback_data=item.get("callbackData"),
+                    final=self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)),
+                    content_type="application/xml" if xml else "application/json", wait=wait)
                 self.sends.append({**item, "bulkId": bulk_id, "messageId": message_id,
                                    "status": STATUSES[status].name, "sentAt": log["sentAt"]})
-                if status == PENDING_ENROUTE:
+                if taken:
                     accepted.append(message_id)
         answer: dict[str, Any] = {"messages": answers}
         if bulk_id:

@@ -70,9 +70,9 @@ class Timeline:
 
     def sent(self, message_ids: list[str]) -> None:
         """Schedule the reports of newly accepted messages."""
-        now = time.monotonic()
         for message_id in message_ids:
             message = self.model.messages[message_id]
+            now = time.monotonic() + message.wait
             if message.intermediate and message.notify_url:
                 self._at(now + self.notify_delay, "report", (message_id, True))
                 self._at(now + 2 * self.notify_delay, "report", (message_id, False))
