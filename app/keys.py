@@ -53,3 +53,8 @@ EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
+
+
+# --- Infobip client (SPEC §9, app/infobip/) --------------------------------------------------
+INFOBIP_FEATURES = "infobip:features"  # hash feature -> JSON {state, reason, since, retryAt, failures}
+INFOBIP_CALLS = "infobip:calls"  # hash "<feature>:<outcome>" -> calls to Infobip, for /metrics

@@ -231,3 +231,6 @@ def gunicorn(redis_server: EmbeddedRedis, r: redis.Redis, tmp_path: Path) -> Ite
     server = Gunicorn(redis_server.url, tmp_path / "gunicorn.log")
     yield server
     server.stop()
+
+
+from tests.fake import fake_infobip  # noqa: E402,F401
