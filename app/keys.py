@@ -53,3 +53,8 @@ EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
+
+
+# SMPP receiver (SPEC §13): number-check results, and each bind's state for the web tier.
+NUMBER_CHECK = "num:{message_id}"  # JSON of a number.checked event's data (and its dedupe mark)
+SMPP_BIND = "smpp:bind:{session}"  # JSON of one session's state, written by the smpp process, with a TTL
