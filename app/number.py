@@ -14,7 +14,7 @@ from marshmallow import INCLUDE, Schema, fields, validate
 from app.classify import classify_error, classify_status
 from app.clock import utc_text
 from app.dlr import Error as ErrorObject
-from app.dlr import InfobipDateTime, Status
+from app.dlr import InfobipDateTime, Status, decimal_text
 
 
 class Network(Schema):
@@ -44,7 +44,7 @@ class NumberCheck(Schema):
     roamingNetwork = fields.Nested(Network, load_default=dict)
     ported = fields.Boolean(allow_none=True)
     valid = fields.Boolean(allow_none=True)
-    price = fields.Decimal(allow_none=True, allow_nan=False, as_string=True)
+    price = fields.Decimal(allow_none=True, allow_nan=False)
 
 
 _SCHEMA = NumberCheck()
@@ -57,6 +57,8 @@ def load(item: Any) -> dict[str, Any]:
     status, _final = classify_status(loaded.get("status"), warnings)
     data = {**loaded, "status": status, "error": classify_error(loaded.get("error"), warnings),
             "warnings": warnings}
+    if loaded.get("price") is not None:
+        data["price"] = decimal_text(loaded["price"])  # text: never a float in sums
     for key in ("sentAt", "doneAt"):
         data[key] = utc_text(loaded[key]) if loaded.get(key) else None
     return data

@@ -194,6 +194,8 @@ def number_check(fields: dict[str, Any]) -> dict[str, Any]:
         # Infobip multiplies the price by 100 "for compatibility".
         "price": None if price is None else str(Decimal(price).scaleb(-2)),
     }
+    for network in ("originalNetwork", "portedNetwork", "roamingNetwork"):
+        item[network] = {k: v for k, v in item[network].items() if v is not None}
     return {k: v for k, v in item.items() if v is not None}
 
 
