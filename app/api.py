@@ -16,6 +16,7 @@ from app import auth, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
+from app.smpp import status as smpp_status
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -112,4 +113,6 @@ def readyz() -> tuple[dict[str, Any], int]:
     except RedisError:
         return {"status": "unavailable", "redis": False}, 503
     ready = waiting["workers"] > 0
+    if current_app.config.get("SMPP_HOST"):  # each SMPP bind's state (it does not gate readiness)
+        waiting["smpp"] = smpp_status.binds(get_redis(), current_app.config["SMPP_SESSIONS"])
     return {"status": "ok" if ready else "no workers", "redis": True, **waiting}, 200 if ready else 503

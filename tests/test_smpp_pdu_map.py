@@ -25,18 +25,21 @@ def report_data(**kw: Any) -> dict[str, Any]:
     return dlr.load(item)
 
 
-@pytest.mark.parametrize(("stat", "group", "status_id", "name"), [
-    ("DELIVRD", "DELIVERED", 5, "DELIVERED_TO_HANDSET"),
-    ("UNDELIV", "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED"),
-    ("EXPIRED", "EXPIRED", 15, "EXPIRED_EXPIRED"),
-    ("DELETED", "UNDELIVERABLE", 31, "UNDELIVERABLE_NOT_SENT"),
-    ("REJECTD", "REJECTED", 6, "REJECTED_NETWORK"),
-    ("REJECTED", "REJECTED", 6, "REJECTED_NETWORK"),
-    ("ACCEPTD", "ACCEPTED", 0, "MESSAGE_ACCEPTED"),
-    ("ENROUTE", "PENDING", 7, "PENDING_ENROUTE"),
-    ("UNKNOWN", "EXPIRED", 29, "EXPIRED_DLR_UNKNOWN"),
-    ("DELIVERY UNKNOWN", "EXPIRED", 29, "EXPIRED_DLR_UNKNOWN"),
-])
+@pytest.mark.parametrize(
+    ("stat", "group", "status_id", "name"),
+    [
+        ("DELIVRD", "DELIVERED", 5, "DELIVERED_TO_HANDSET"),
+        ("UNDELIV", "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED"),
+        ("EXPIRED", "EXPIRED", 15, "EXPIRED_EXPIRED"),
+        ("DELETED", "UNDELIVERABLE", 31, "UNDELIVERABLE_NOT_SENT"),
+        ("REJECTD", "REJECTED", 6, "REJECTED_NETWORK"),
+        ("REJECTED", "REJECTED", 6, "REJECTED_NETWORK"),
+        ("ACCEPTD", "ACCEPTED", 0, "MESSAGE_ACCEPTED"),
+        ("ENROUTE", "PENDING", 7, "PENDING_ENROUTE"),
+        ("UNKNOWN", "EXPIRED", 29, "EXPIRED_DLR_UNKNOWN"),
+        ("DELIVERY UNKNOWN", "EXPIRED", 29, "EXPIRED_DLR_UNKNOWN"),
+    ],
+)
 def test_every_stat_maps_to_infobips_status(stat, group, status_id, name):
     data = report_data(stat=stat)
     assert data["status"]["groupName"] == group
@@ -50,10 +53,15 @@ def test_an_unknown_stat_is_kept_with_a_warning():
     assert any("group unknown" in w for w in data["warnings"])
 
 
-@pytest.mark.parametrize(("err", "name", "permanent"), [
-    ("000", "NO_ERROR", False), ("001", "EC_UNKNOWN_SUBSCRIBER", True),
-    ("027", "EC_ABSENT_SUBSCRIBER", False), ("4101", "EC_VALIDITYEXPIRED", True),
-])
+@pytest.mark.parametrize(
+    ("err", "name", "permanent"),
+    [
+        ("000", "NO_ERROR", False),
+        ("001", "EC_UNKNOWN_SUBSCRIBER", True),
+        ("027", "EC_ABSENT_SUBSCRIBER", False),
+        ("4101", "EC_VALIDITYEXPIRED", True),
+    ],
+)
 def test_err_is_the_gsm_error_table(err, name, permanent):
     error = report_data(err=err)["error"]
     assert (error["id"], error["name"], error["permanent"]) == (int(err), name, permanent)
@@ -64,26 +72,59 @@ def test_the_report_text_tlvs_and_dates():
     assert data["messageId"] == "m1"
     assert data["doneAt"] == "2026-12-07T10:03:00.000Z" and data["sentAt"] == "2026-12-07T10:03:00.000Z"
     assert data["to"] == "41793026727" and data["from"] == "InfoSMS"
-    assert data["extra"]["smpp"] == {"sub": "001", "dlvrd": "001", "stat": "DELIVRD", "err": "000", "text": ""}
+    assert data["extra"]["smpp"] == {
+        "sub": "001",
+        "dlvrd": "001",
+        "stat": "DELIVRD",
+        "err": "000",
+        "text": "",
+    }
 
 
 def test_the_seeds_dlvr_spelling_seconds_and_tlvs_without_text():
     text = "id:abc sub:001 dlvr:001 submit date:100729104953 done date:100729105012 stat:UNDELIV err:001"
-    fields = codec.fields_of(codec.parse(encode({
-        "source_addr": "385", "esm_class": 4, "short_message": text, "tlvs": {"receipted_message_id": "abc"}})))
+    fields = codec.fields_of(
+        codec.parse(
+            encode(
+                {
+                    "source_addr": "385",
+                    "esm_class": 4,
+                    "short_message": text,
+                    "tlvs": {"receipted_message_id": "abc"},
+                }
+            )
+        )
+    )
     data = dlr.load(pdu_map.report(fields))
     assert data["extra"]["smpp"]["dlvrd"] == "001"
     assert data["doneAt"] == "2010-07-29T10:50:12.000Z" and data["sentAt"] == "2010-07-29T10:49:53.000Z"
     # Only TLVs: message_state 2 (DELIVERED), network_error_code GSM 0.
-    bare = codec.fields_of(codec.parse(encode({"esm_class": 4, "short_message": "", "tlvs": {
-        "receipted_message_id": "x1", "message_state": 2, "network_error_code": {"hex": "030000"}}})))
+    bare = codec.fields_of(
+        codec.parse(
+            encode(
+                {
+                    "esm_class": 4,
+                    "short_message": "",
+                    "tlvs": {
+                        "receipted_message_id": "x1",
+                        "message_state": 2,
+                        "network_error_code": {"hex": "030000"},
+                    },
+                }
+            )
+        )
+    )
     data = dlr.load(pdu_map.report(bare))
     assert (data["messageId"], data["status"]["id"], data["error"]["id"]) == ("x1", 5, 0)
 
 
 def test_a_receipt_without_an_id_or_with_a_bad_date_is_rejected_for_quarantine():
     with pytest.raises(dlr.ValidationError):
-        dlr.load(pdu_map.report(codec.fields_of(codec.parse(encode({"esm_class": 4, "short_message": "stat:DELIVRD"})))))
+        dlr.load(
+            pdu_map.report(
+                codec.fields_of(codec.parse(encode({"esm_class": 4, "short_message": "stat:DELIVRD"})))
+            )
+        )
     _, item = mapped(receipt("m1", done="26120799"))
     with pytest.raises(dlr.ValidationError):
         dlr.load(item)
@@ -91,9 +132,14 @@ def test_a_receipt_without_an_id_or_with_a_bad_date_is_rejected_for_quarantine()
 
 def test_smpp_and_http_copies_of_one_report_are_the_same_report():
     smpp = {**report_data(stat="DELIVRD", done="2612071003"), "source": "smpp"}
-    http = dlr.load({"messageId": "m1", "doneAt": "2026-12-07T11:03:27.513+0100",
-                     "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
-                     "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": False}})
+    http = dlr.load(
+        {
+            "messageId": "m1",
+            "doneAt": "2026-12-07T11:03:27.513+0100",
+            "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
+            "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": False},
+        }
+    )
     assert events.same_report(smpp, {**http, "source": "push"})
     assert events.same_report({**http, "source": None}, smpp)
     later = dlr.load({**http, "doneAt": "2026-12-07T10:04:27.513Z"})
@@ -103,48 +149,99 @@ def test_smpp_and_http_copies_of_one_report_are_the_same_report():
 
 # --- number checks (the seed's two samples) ---------------------------------------------------
 
-SEED_OK = ("id:40072910491427628 sub:001 dlvr:001 submit date:1007291049 done date:1007291049 "
-           "stat:DELIVRD err:000 IMSI:219101100935850 MSC:38591016 HLR:38591xxxxxxx ORN:VipNet "
-           "PON:VipNet RON:VipNet ROC:HR MCCMNC:21910")
+SEED_OK = (
+    "id:40072910491427628 sub:001 dlvr:001 submit date:1007291049 done date:1007291049 "
+    "stat:DELIVRD err:000 IMSI:219101100935850 MSC:38591016 HLR:38591xxxxxxx ORN:VipNet "
+    "PON:VipNet RON:VipNet ROC:HR MCCMNC:21910"
+)
 SEED_OK_TLVS = {
-    "network_error_code": {"hex": "030000"}, "message_state": 2, "receipted_message_id": "40072910491427628",
-    "ib_hlr": "38591xxxxxxx", "ib_original_network_name": "VipNet", "ib_ported_network_name": "VipNet",
-    "ib_roaming_network_name": "VipNet", "ib_roaming_country_name": "Croatia ", "ib_roaming_country_code": "HR",
-    "ib_mcc_mnc": "21910", "ib_price": 1, "ib_roaming_network_prefix": "91", "ib_roaming_country_prefix": "385",
-    "ib_ported": 1, "ib_original_country_name": "Croatia ", "ib_original_country_code": "HR",
-    "ib_original_country_prefix": "385", "ib_valid": 1,
-    "ib_imsi": {"hex": "323139313031313030393335383530"}, "ib_msc": {"hex": "3338353931303136"},
+    "network_error_code": {"hex": "030000"},
+    "message_state": 2,
+    "receipted_message_id": "40072910491427628",
+    "ib_hlr": "38591xxxxxxx",
+    "ib_original_network_name": "VipNet",
+    "ib_ported_network_name": "VipNet",
+    "ib_roaming_network_name": "VipNet",
+    "ib_roaming_country_name": "Croatia ",
+    "ib_roaming_country_code": "HR",
+    "ib_mcc_mnc": "21910",
+    "ib_price": 1,
+    "ib_roaming_network_prefix": "91",
+    "ib_roaming_country_prefix": "385",
+    "ib_ported": 1,
+    "ib_original_country_name": "Croatia ",
+    "ib_original_country_code": "HR",
+    "ib_original_country_prefix": "385",
+    "ib_valid": 1,
+    "ib_imsi": {"hex": "323139313031313030393335383530"},
+    "ib_msc": {"hex": "3338353931303136"},
 }
-SEED_ERROR = ("id:40072910491419819 sub:001 dlvr:001 submit date:1007291049 done date:1007291049 "
-              "stat:UNDELIV err:001 IMSI: MSC: ORN:VipNet MCCMNC:")
+SEED_ERROR = (
+    "id:40072910491419819 sub:001 dlvr:001 submit date:1007291049 done date:1007291049 "
+    "stat:UNDELIV err:001 IMSI: MSC: ORN:VipNet MCCMNC:"
+)
 SEED_ERROR_TLVS = {
-    "network_error_code": {"hex": "030001"}, "message_state": 5, "receipted_message_id": "40072910491419819",
-    "ib_original_network_name": "VipNet", "ib_mcc_mnc": {"hex": ""}, "ib_price": 1, "ib_ported": 0,
-    "ib_original_country_name": "Croatia ", "ib_original_country_code": "HR",
-    "ib_original_country_prefix": "385", "ib_valid": 1,
+    "network_error_code": {"hex": "030001"},
+    "message_state": 5,
+    "receipted_message_id": "40072910491419819",
+    "ib_original_network_name": "VipNet",
+    "ib_mcc_mnc": {"hex": ""},
+    "ib_price": 1,
+    "ib_ported": 0,
+    "ib_original_country_name": "Croatia ",
+    "ib_original_country_code": "HR",
+    "ib_original_country_prefix": "385",
+    "ib_valid": 1,
 }
 
 
 def test_the_seeds_successful_number_check():
-    kind, item = mapped({"source_addr": "38591xxxxxxx", "destination_addr": "0000000000", "esm_class": 4,
-                         "short_message": SEED_OK, "tlvs": SEED_OK_TLVS})
+    kind, item = mapped(
+        {
+            "source_addr": "38591xxxxxxx",
+            "destination_addr": "0000000000",
+            "esm_class": 4,
+            "short_message": SEED_OK,
+            "tlvs": SEED_OK_TLVS,
+        }
+    )
     assert kind == "number"
     data = number.load(item)
     assert data["messageId"] == "40072910491427628" and data["number"] == "38591xxxxxxx"
     assert (data["imsi"], data["msc"], data["hlr"], data["mccMnc"]) == (
-        "219101100935850", "38591016", "38591xxxxxxx", "21910")
-    assert data["originalNetwork"] == {"name": "VipNet", "country": "Croatia", "countryCode": "HR",
-                                       "countryPrefix": "385"}
+        "219101100935850",
+        "38591016",
+        "38591xxxxxxx",
+        "21910",
+    )
+    assert data["originalNetwork"] == {
+        "name": "VipNet",
+        "country": "Croatia",
+        "countryCode": "HR",
+        "countryPrefix": "385",
+    }
     assert data["portedNetwork"] == {"name": "VipNet"}
-    assert data["roamingNetwork"] == {"name": "VipNet", "prefix": "91", "country": "Croatia",
-                                      "countryCode": "HR", "countryPrefix": "385"}
+    assert data["roamingNetwork"] == {
+        "name": "VipNet",
+        "prefix": "91",
+        "country": "Croatia",
+        "countryCode": "HR",
+        "countryPrefix": "385",
+    }
     assert (data["ported"], data["valid"], data["price"]) == (True, True, "0.01")
     assert data["status"]["name"] == "DELIVERED_TO_HANDSET" and data["error"]["name"] == "NO_ERROR"
 
 
 def test_the_seeds_failed_number_check():
-    kind, item = mapped({"source_addr": "385915369423", "destination_addr": "0000000000", "esm_class": 4,
-                         "short_message": SEED_ERROR, "tlvs": SEED_ERROR_TLVS})
+    kind, item = mapped(
+        {
+            "source_addr": "385915369423",
+            "destination_addr": "0000000000",
+            "esm_class": 4,
+            "short_message": SEED_ERROR,
+            "tlvs": SEED_ERROR_TLVS,
+        }
+    )
     assert kind == "number"
     data = number.load(item)
     assert "imsi" not in data and "msc" not in data and "mccMnc" not in data
@@ -157,16 +254,25 @@ def test_the_seeds_failed_number_check():
 # --- inbound messages -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("coding", "payload", "text"), [
-    (0, bytes.fromhex("48656C6C6F201B65"), "Hello €"),
-    (1, b"Hi there", "Hi there"),
-    (3, "Grüße".encode("latin-1"), "Grüße"),
-    (8, "Привет 👋".encode("utf-16-be"), "Привет 👋"),
-    (4, b"\x00\xff", None),
-])
+@pytest.mark.parametrize(
+    ("coding", "payload", "text"),
+    [
+        (0, bytes.fromhex("48656C6C6F201B65"), "Hello €"),
+        (1, b"Hi there", "Hi there"),
+        (3, "Grüße".encode("latin-1"), "Grüße"),
+        (8, "Привет 👋".encode("utf-16-be"), "Привет 👋"),
+        (4, b"\x00\xff", None),
+    ],
+)
 def test_inbound_messages_decode_by_data_coding(coding, payload, text):
-    kind, item = mapped({"source_addr": "38598111", "destination_addr": "41793026727",
-                         "data_coding": coding, "short_message_hex": payload.hex()})
+    kind, item = mapped(
+        {
+            "source_addr": "38598111",
+            "destination_addr": "41793026727",
+            "data_coding": coding,
+            "short_message_hex": payload.hex(),
+        }
+    )
     assert kind == "mo"
     data = mo.load(item)
     assert data["text"] == text and data["from"] == "38598111" and data["to"] == "41793026727"
@@ -180,10 +286,26 @@ def test_an_undecodable_short_message_is_rejected_for_quarantine():
 
 
 def test_udh_and_sar_parts_carry_the_same_reassembly_key():
-    udh = mo.load(mapped({"source_addr": "385", "destination_addr": "41", "esm_class": 0x40,
-                          "short_message_hex": "050003070201" + b"Hello ".hex()})[1])
-    sar = mo.load(mapped({"source_addr": "385", "destination_addr": "41", "short_message": "world",
-                          "tlvs": {"sar_msg_ref_num": 7, "sar_total_segments": 2, "sar_segment_seqnum": 2}})[1])
+    udh = mo.load(
+        mapped(
+            {
+                "source_addr": "385",
+                "destination_addr": "41",
+                "esm_class": 0x40,
+                "short_message_hex": "050003070201" + b"Hello ".hex(),
+            }
+        )[1]
+    )
+    sar = mo.load(
+        mapped(
+            {
+                "source_addr": "385",
+                "destination_addr": "41",
+                "short_message": "world",
+                "tlvs": {"sar_msg_ref_num": 7, "sar_total_segments": 2, "sar_segment_seqnum": 2},
+            }
+        )[1]
+    )
     assert udh["part"]["key"] == sar["part"]["key"] == "385:41:7"
     assert (udh["part"]["seq"], sar["part"]["seq"], sar["part"]["total"]) == (1, 2, 2)
     assert (udh["text"], sar["text"]) == ("Hello ", "world")

@@ -33,8 +33,9 @@ def smsc() -> Iterator[FakeSmsc]:
 class Running:
     def __init__(self, runner: Runner, sessions: int) -> None:
         self.runner = runner
-        self.threads = [threading.Thread(target=runner.run_session, args=(n,), daemon=True)
-                        for n in range(sessions)]
+        self.threads = [
+            threading.Thread(target=runner.run_session, args=(n,), daemon=True) for n in range(sessions)
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -50,10 +51,20 @@ def start(redis_server, r) -> Iterator[Any]:
     started: list[Running] = []
 
     def make(port: int, redis_url: str | None = None, **overrides: Any) -> Running:
-        cfg = {**config.load(), "REDIS_URL": redis_server.url, "SMPP_HOST": "127.0.0.1", "SMPP_PORT": port,
-               "SMPP_SYSTEM_ID": SYSTEM_ID, "SMPP_PASSWORD": PASSWORD, "SMPP_RECONNECT_MAX": 0.5,
-               "QUARANTINE_MAX": 100, **overrides}
-        client = redis.Redis.from_url(redis_url or redis_server.url, socket_timeout=2, socket_connect_timeout=1)
+        cfg = {
+            **config.load(),
+            "REDIS_URL": redis_server.url,
+            "SMPP_HOST": "127.0.0.1",
+            "SMPP_PORT": port,
+            "SMPP_SYSTEM_ID": SYSTEM_ID,
+            "SMPP_PASSWORD": PASSWORD,
+            "SMPP_RECONNECT_MAX": 0.5,
+            "QUARANTINE_MAX": 100,
+            **overrides,
+        }
+        client = redis.Redis.from_url(
+            redis_url or redis_server.url, socket_timeout=2, socket_connect_timeout=1
+        )
         running = Running(Runner(settings(cfg), client), cfg.get("SMPP_SESSIONS", 1))
         started.append(running)
         return running
@@ -115,13 +126,31 @@ def test_redis_down_answers_rsyserr_and_nothing_is_acknowledged(smsc, start, r):
 
 def test_number_checks_and_multipart_mo_become_events(smsc, start, r, work):
     start(smsc.port)
-    smsc.deliver([
-        {"key": "hlr", "source_addr": "38591xxxxxxx", "esm_class": 4, "short_message": SEED_OK, "tlvs": SEED_OK_TLVS},
-        {"key": "p2", "source_addr": "385", "destination_addr": "41", "short_message": "world",
-         "tlvs": {"sar_msg_ref_num": 9, "sar_total_segments": 2, "sar_segment_seqnum": 2}},
-        {"key": "p1", "source_addr": "385", "destination_addr": "41", "esm_class": 0x40,
-         "short_message_hex": "0608040009020148656c6c6f20"},
-    ])
+    smsc.deliver(
+        [
+            {
+                "key": "hlr",
+                "source_addr": "38591xxxxxxx",
+                "esm_class": 4,
+                "short_message": SEED_OK,
+                "tlvs": SEED_OK_TLVS,
+            },
+            {
+                "key": "p2",
+                "source_addr": "385",
+                "destination_addr": "41",
+                "short_message": "world",
+                "tlvs": {"sar_msg_ref_num": 9, "sar_total_segments": 2, "sar_segment_seqnum": 2},
+            },
+            {
+                "key": "p1",
+                "source_addr": "385",
+                "destination_addr": "41",
+                "esm_class": 0x40,
+                "short_message_hex": "0608040009020148656c6c6f20",
+            },
+        ]
+    )
     settled(smsc, {"hlr", "p1", "p2"}, "acked")
     work()
     by_type = {e["type"]: e for e in stream(r)}
@@ -129,8 +158,17 @@ def test_number_checks_and_multipart_mo_become_events(smsc, start, r, work):
     checked = by_type["number.checked"]
     assert checked["data"]["imsi"] == "219101100935850" and checked["data"]["source"] == "smpp"
     assert r.exists(NUMBER_CHECK.format(message_id="40072910491427628"))
-    smsc.deliver([{**receipt("x"), "key": "hlr-again", "source_addr": "38591xxxxxxx",
-                   "short_message": SEED_OK, "tlvs": SEED_OK_TLVS}])
+    smsc.deliver(
+        [
+            {
+                **receipt("x"),
+                "key": "hlr-again",
+                "source_addr": "38591xxxxxxx",
+                "short_message": SEED_OK,
+                "tlvs": SEED_OK_TLVS,
+            }
+        ]
+    )
     settled(smsc, {"hlr-again"}, "acked")
     work()
     assert [e["type"] for e in stream(r)].count("number.checked") == 1, "a resent result is one event"
@@ -141,9 +179,16 @@ def test_the_same_report_by_smpp_and_by_http_is_one_event(smsc, start, r, work, 
     smsc.deliver([receipt("m1", done="2612071003")])
     settled(smsc, {"m1"}, "acked")
     work()
-    pushed = {"results": [{"messageId": "m1", "doneAt": "2026-12-07T10:03:41.250+0000",
-                           "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
-                           "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR"}}]}
+    pushed = {
+        "results": [
+            {
+                "messageId": "m1",
+                "doneAt": "2026-12-07T10:03:41.250+0000",
+                "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
+                "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR"},
+            }
+        ]
+    }
     assert infobip.dlr(pushed).status_code == 200
     work()
     assert len(stream(r)) == 1
@@ -170,3 +215,15 @@ def test_quiet_links_get_enquire_link_and_stop_unbinds(smsc, start, r):
     running.stop()
     assert smsc.state()["unbinds"] == 1
     assert status.binds(r, 1)[0]["state"] == "down"
+
+
+def test_readyz_and_metrics_show_each_binds_state(smsc, start, r, config, api):
+    from app import create_app
+
+    start(smsc.port, SMPP_SESSIONS=2)
+    wait.wait_for(lambda: [b["state"] for b in status.binds(r, 2)] == ["bound"] * 2, 10, "two binds")
+    client = create_app({**config, "SMPP_HOST": "127.0.0.1", "SMPP_SESSIONS": 3}).test_client()
+    ready = client.get("/readyz").json
+    assert [b["state"] for b in ready["smpp"]] == ["bound", "bound", "down"]
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"}).text
+    assert 'receiver_smpp_bound{session="0"} 1.0' in text and 'receiver_smpp_bound{session="2"} 0.0' in text
