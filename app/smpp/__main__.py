@@ -37,6 +37,10 @@ def settings(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("SMPP_BIND must be receiver or transceiver (a transmitter gets no reports)")
     if not (cfg["SMPP_SYSTEM_ID"] and cfg["SMPP_PASSWORD"]):
         raise ConfigError("set SMPP_SYSTEM_ID and SMPP_PASSWORD (from your Infobip account)")
+    # SMPP 3.4 field sizes, NUL included: smpplib would cut a longer value, and the bind fail.
+    for name, longest in (("SMPP_SYSTEM_ID", 15), ("SMPP_PASSWORD", 8), ("SMPP_SYSTEM_TYPE", 12)):
+        if len(cfg[name]) > longest:
+            raise ConfigError(f"{name} is longer than SMPP 3.4 allows ({longest} characters)")
     if cfg["SMPP_SESSIONS"] < 1:
         raise ConfigError("SMPP_SESSIONS must be at least 1")
     return {**cfg, "SMPP_PORT": cfg["SMPP_PORT"] or (8887 if cfg["SMPP_TLS"] else 8888)}

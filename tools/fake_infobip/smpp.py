@@ -106,6 +106,7 @@ class FakeSmsc:
         self.refused_binds = 0
         self.enquire_links = 0
         self.unbinds = 0
+        self.sent = 0  # deliver_sm written, resends included
         self.cond = threading.Condition()
         self.sequence = itertools.count(1)
         self.running = True
@@ -150,7 +151,7 @@ class FakeSmsc:
                 "acked": sorted(self.acked), "ackCopies": sum(self.acked.values()),
                 "refused": sorted(self.refused),
                 "statuses": {str(k): v for k, v in self.statuses.items()},
-                "enquireLinks": self.enquire_links, "unbinds": self.unbinds,
+                "enquireLinks": self.enquire_links, "unbinds": self.unbinds, "sent": self.sent,
             }
 
     def reset(self) -> None:
@@ -267,6 +268,7 @@ class FakeSmsc:
                 turn += 1
                 sequence = next(self.sequence)
                 item.sends += 1
+                self.sent += 1
                 conn.outstanding[sequence] = item
             data = item.raw[:12] + sequence.to_bytes(4, "big") + item.raw[16:]
             # On a closed socket the reader requeues what was outstanding.
