@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from app import config, quarantine, store
-from app.keys import EVENT_STREAM, NUMBER_CHECK
+from app.keys import EVENT_STREAM
 from app.smpp import status
 from app.smpp.__main__ import Runner, settings
 from tests.test_smpp_pdu_map import SEED_OK, SEED_OK_TLVS
@@ -157,7 +157,7 @@ def test_number_checks_and_multipart_mo_become_events(smsc, start, r, work):
     assert by_type["mo.received"]["data"]["text"] == "Hello world"
     checked = by_type["number.checked"]
     assert checked["data"]["imsi"] == "219101100935850" and checked["data"]["source"] == "smpp"
-    assert r.exists(NUMBER_CHECK.format(message_id="40072910491427628"))
+    assert store.get_number_check(r, "40072910491427628")["mccMnc"] == "21910"
     smsc.deliver(
         [
             {
@@ -227,3 +227,63 @@ def test_readyz_and_metrics_show_each_binds_state(smsc, start, r, config, api):
     assert [b["state"] for b in ready["smpp"]] == ["bound", "bound", "down"]
     text = client.get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"}).text
     assert 'receiver_smpp_bound{session="0"} 1.0' in text and 'receiver_smpp_bound{session="2"} 0.0' in text
+
+
+def test_tls_binds_with_a_trusted_certificate(tmp_path, start, r, work):
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    pem = tmp_path / "smsc.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            pem,
+            "-out",
+            pem,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem)
+    tls = FakeSmsc(SYSTEM_ID, PASSWORD, tls=context).start()
+    try:
+        start(tls.port, SMPP_HOST="localhost", SMPP_TLS=True, SMPP_TLS_CA=str(pem))
+        tls.deliver([receipt("secure")])
+        settled(tls, {"secure"}, "acked")
+        work()
+        assert store.get_message(r, "secure")["source"] == "smpp"
+    finally:
+        tls.close()
+
+
+def test_the_default_ports_and_a_bad_configuration():
+    from app.errors import ConfigError
+
+    base = {**config.load(), "SMPP_HOST": "h", "SMPP_SYSTEM_ID": "id", "SMPP_PASSWORD": "pw"}
+    assert settings(base)["SMPP_PORT"] == 8888
+    assert settings({**base, "SMPP_TLS": True})["SMPP_PORT"] == 8887
+    for bad in (
+        {"SMPP_BIND": "transmitter"},
+        {"SMPP_PASSWORD": "123456789"},
+        {"SMPP_SESSIONS": 0},
+        {"SMPP_SYSTEM_ID": ""},
+    ):
+        with pytest.raises(ConfigError):
+            settings({**base, **bad})

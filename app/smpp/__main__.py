@@ -77,8 +77,10 @@ class Runner:
                 attempt = 0
                 log.info("smpp session %s bound to %s", index, host)
                 self.serve(index, session, {**state, "state": "bound"})
-            except (LinkLost, smpp_errors.ConnectionError, smpp_errors.PDUError, OSError) as err:
-                log.warning("smpp session %s on %s: %s", index, host, err)
+            except Exception as err:  # a session must never end its thread: log, back off, retry
+                expected = (LinkLost, smpp_errors.ConnectionError, smpp_errors.PDUError, OSError)
+                (log.warning if isinstance(err, expected) else log.exception)(
+                    "smpp session %s on %s: %s", index, host, err)
                 status.write(self.r, index, {**state, "state": "down", "error": str(err)[:200]})
                 attempt += 1
             finally:

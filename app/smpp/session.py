@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import select
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,14 @@ class Session(smpp_client.Client):
     def __init__(self, host: str, port: int, ssl_context: Any = None, timeout: float = 10.0) -> None:
         super().__init__(host, port, timeout=timeout, ssl_context=ssl_context, allow_unknown_opt_params=True)
         self.stats = Stats()
+
+    def _create_socket(self) -> socket.socket:
+        """As smpplib's, but TLS names the host: certificate checks need it (smpplib leaves it out)."""
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.settimeout(self.timeout)
+        if self._ssl_context is None:
+            return raw
+        return self._ssl_context.wrap_socket(raw, server_hostname=self.host)
 
     def read_raw(self) -> bytes:
         raw_len = self._recv_exact(4)
