@@ -154,25 +154,29 @@ SEED_OK = (
     "stat:DELIVRD err:000 IMSI:219101100935850 MSC:38591016 HLR:38591xxxxxxx ORN:VipNet "
     "PON:VipNet RON:VipNet ROC:HR MCCMNC:21910"
 )
+# What both samples carry alike: the original network's country, the price, validity.
+SEED_COMMON_TLVS = {
+    "ib_original_network_name": "VipNet",
+    "ib_original_country_name": "Croatia ",
+    "ib_original_country_code": "HR",
+    "ib_original_country_prefix": "385",
+    "ib_price": 1,
+    "ib_valid": 1,
+}
 SEED_OK_TLVS = {
+    **SEED_COMMON_TLVS,
     "network_error_code": {"hex": "030000"},
     "message_state": 2,
     "receipted_message_id": "40072910491427628",
     "ib_hlr": "38591xxxxxxx",
-    "ib_original_network_name": "VipNet",
     "ib_ported_network_name": "VipNet",
     "ib_roaming_network_name": "VipNet",
     "ib_roaming_country_name": "Croatia ",
     "ib_roaming_country_code": "HR",
     "ib_mcc_mnc": "21910",
-    "ib_price": 1,
     "ib_roaming_network_prefix": "91",
     "ib_roaming_country_prefix": "385",
     "ib_ported": 1,
-    "ib_original_country_name": "Croatia ",
-    "ib_original_country_code": "HR",
-    "ib_original_country_prefix": "385",
-    "ib_valid": 1,
     "ib_imsi": {"hex": "323139313031313030393335383530"},
     "ib_msc": {"hex": "3338353931303136"},
 }
@@ -181,32 +185,25 @@ SEED_ERROR = (
     "stat:UNDELIV err:001 IMSI: MSC: ORN:VipNet MCCMNC:"
 )
 SEED_ERROR_TLVS = {
+    **SEED_COMMON_TLVS,
     "network_error_code": {"hex": "030001"},
     "message_state": 5,
     "receipted_message_id": "40072910491419819",
-    "ib_original_network_name": "VipNet",
     "ib_mcc_mnc": {"hex": ""},
-    "ib_price": 1,
     "ib_ported": 0,
-    "ib_original_country_name": "Croatia ",
-    "ib_original_country_code": "HR",
-    "ib_original_country_prefix": "385",
-    "ib_valid": 1,
 }
 
 
-def test_the_seeds_successful_number_check():
-    kind, item = mapped(
-        {
-            "source_addr": "38591xxxxxxx",
-            "destination_addr": "0000000000",
-            "esm_class": 4,
-            "short_message": SEED_OK,
-            "tlvs": SEED_OK_TLVS,
-        }
-    )
+def number_check(number_checked: str, text: str, tlvs: dict[str, Any]) -> dict[str, Any]:
+    """A number-check deliver_sm as the seed shows it (`addr: 0 0 <number>`, `addr: 0 0 0000000000`)."""
+    spec = {"source_addr": number_checked, "destination_addr": "0000000000", "esm_class": 4}
+    kind, item = mapped({**spec, "short_message": text, "tlvs": tlvs})
     assert kind == "number"
-    data = number.load(item)
+    return number.load(item)
+
+
+def test_the_seeds_successful_number_check():
+    data = number_check("38591xxxxxxx", SEED_OK, SEED_OK_TLVS)
     assert data["messageId"] == "40072910491427628" and data["number"] == "38591xxxxxxx"
     assert (data["imsi"], data["msc"], data["hlr"], data["mccMnc"]) == (
         "219101100935850",
@@ -233,17 +230,7 @@ def test_the_seeds_successful_number_check():
 
 
 def test_the_seeds_failed_number_check():
-    kind, item = mapped(
-        {
-            "source_addr": "385915369423",
-            "destination_addr": "0000000000",
-            "esm_class": 4,
-            "short_message": SEED_ERROR,
-            "tlvs": SEED_ERROR_TLVS,
-        }
-    )
-    assert kind == "number"
-    data = number.load(item)
+    data = number_check("385915369423", SEED_ERROR, SEED_ERROR_TLVS)
     assert "imsi" not in data and "msc" not in data and "mccMnc" not in data
     assert data["originalNetwork"]["name"] == "VipNet"
     assert (data["ported"], data["valid"], data["price"]) == (False, True, "0.01")
