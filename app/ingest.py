@@ -125,6 +125,8 @@ def replay(entry_id: str) -> dict[str, Any]:
         entry["path"], method=entry["method"], query_string=entry["query"], headers=headers,
         data=quarantine.body_of(entry), environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
     ):
+        if request.url_rule is None:  # kept input no endpoint takes (an unreadable SMPP PDU)
+            return {"id": entry_id, "status": 404, "error": f"nothing to replay {entry['path']} through"}
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
         try:
             answer, _status = view.process(keep_rejects=False)

@@ -118,6 +118,11 @@ def test_the_seeds_dlvr_spelling_seconds_and_tlvs_without_text():
     assert (data["messageId"], data["status"]["id"], data["error"]["id"]) == ("x1", 5, 0)
 
 
+def test_a_report_with_infobips_mccmnc_tlv_is_a_report_with_mccmnc():
+    kind, item = mapped(receipt("m1", tlvs={"receipted_message_id": "m1", "ib_mcc_mnc": "21910"}))
+    assert kind == "dlr" and dlr.load(item)["mccMnc"] == "21910"
+
+
 def test_a_receipt_without_an_id_or_with_a_bad_date_is_rejected_for_quarantine():
     with pytest.raises(dlr.ValidationError):
         dlr.load(

@@ -103,7 +103,7 @@ def test_reports_over_several_sessions_reach_state_once_each(smsc, start, r, wor
     assert sum(b.get("acknowledged", 0) for b in bound) <= 300
 
 
-def test_a_malformed_pdu_is_quarantined_and_the_session_goes_on(smsc, start, r, work):
+def test_a_malformed_pdu_is_quarantined_and_the_session_goes_on(smsc, start, r, work, api):
     start(smsc.port)
     garbage = {"key": "bad", "raw": "000000140000000500000000000000010000ffff"}
     undecodable = {"key": "gsm", "source_addr": "385", "short_message_hex": "80ff"}
@@ -113,6 +113,9 @@ def test_a_malformed_pdu_is_quarantined_and_the_session_goes_on(smsc, start, r, 
     assert state["binds"] == {"receiver": 1}, "one bind: the session was not dropped"
     kept = quarantine.entries(r)
     assert len(kept) == 2 and all(e["source"] == "smpp" for e in kept)
+    for entry in kept:  # a replay runs the item through its endpoint, or says there is none
+        answer = api.post(f"/api/quarantine/{entry['id']}/replay")
+        assert answer.status_code == 200 and answer.json["status"] in (400, 404)
     work()
     assert store.get_message(r, "after") is not None
 

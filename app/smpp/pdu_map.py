@@ -142,8 +142,9 @@ def report(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_number_check(fields: dict[str, Any]) -> bool:
-    tlvs = fields["tlvs"]
-    return any(name.startswith("ib_") for name in tlvs) or b"IMSI:" in fields["short_message"].upper()
+    """A number-check result always has its IMSI part, in the text (`IMSI:`, empty when the check
+    failed) or as TLV 0x1403. Other vendor TLVs (MCCMNC) may come with any report."""
+    return "ib_imsi" in fields["tlvs"] or b"IMSI:" in fields["short_message"].upper()
 
 
 def number_check(fields: dict[str, Any]) -> dict[str, Any]:

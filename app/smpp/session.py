@@ -39,6 +39,10 @@ from app.smpp import codec, pdu_map
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # deliver_sm handed off in one go at most
+# smpplib logs every PDU in hex at DEBUG, the bind's password included, and a warning for each
+# closed bound socket: its loggers stay at ERROR whatever LOG_LEVEL says.
+WIRE_LOGGER = "smpplib.session"
+logging.getLogger("smpplib").setLevel(logging.ERROR)
 ESME_ROK, ESME_RSYSERR, ESME_RX_P_APPN = 0x00, 0x08, 0x65
 DELIVER_SM, ENQUIRE_LINK, UNBIND = 0x00000005, 0x00000015, 0x00000006
 PATHS = {"dlr": "/infobip/dlr", "mo": "/infobip/mo", "number": "/smpp/number"}
@@ -61,7 +65,8 @@ class Session(smpp_client.Client):
     """smpplib's client with PDUs read raw first: a PDU smpplib cannot parse is kept, not lost."""
 
     def __init__(self, host: str, port: int, ssl_context: Any = None, timeout: float = 10.0) -> None:
-        super().__init__(host, port, timeout=timeout, ssl_context=ssl_context, allow_unknown_opt_params=True)
+        super().__init__(host, port, timeout=timeout, ssl_context=ssl_context, allow_unknown_opt_params=True,
+                         logger_name=WIRE_LOGGER)
         self.stats = Stats()
 
     def _create_socket(self) -> socket.socket:
@@ -140,7 +145,7 @@ class Receiver:
             self.enquired_at = time.monotonic()
 
     def handle(self, raws: list[bytes]) -> None:
-        delivers, out = [], []
+        delivers, out, unbind = [], [], None
         for raw in raws:
             _length, command_id, _status, sequence = codec.header(raw)
             if command_id == DELIVER_SM:
@@ -148,14 +153,17 @@ class Receiver:
             elif command_id == ENQUIRE_LINK:
                 out.append(respond("enquire_link_resp", sequence))
             elif command_id == UNBIND:
-                self.session.send_raw(respond("unbind_resp", sequence))
-                raise LinkLost("the SMSC unbound")
+                unbind = sequence
             elif not command_id & 0x80000000:  # a request we do not serve
                 out.append(respond("generic_nack", sequence, consts.SMPP_ESME_RINVCMDID))
         if delivers:
             out.extend(self.deliver(delivers))
+        if unbind is not None:  # what came before the unbind is answered first
+            out.append(respond("unbind_resp", unbind))
         if out:
             self.session.send_raw(b"".join(out))
+        if unbind is not None:
+            raise LinkLost("the SMSC unbound")
 
     def deliver(self, raws: list[bytes]) -> list[bytes]:
         """Hand off a batch of deliver_sm; return their responses, in order."""

@@ -30,7 +30,8 @@ class Rig:
         self.stack = stack
         port, control = free_port(), free_port()
         env = {**stack.env(), "SMPP_HOST": "127.0.0.1", "SMPP_PORT": str(port), "SMPP_SYSTEM_ID": SYSTEM_ID,
-               "SMPP_PASSWORD": PASSWORD, "SMPP_SESSIONS": "2", "SMPP_RECONNECT_MAX": "2"}
+               "SMPP_PASSWORD": PASSWORD, "SMPP_SESSIONS": "2", "SMPP_RECONNECT_MAX": "2",
+               "LOG_LEVEL": "DEBUG"}  # smpplib logs PDUs in hex at DEBUG: the password must not show
         smpp = procfile(stack.redis_server.url)["smpp"]  # [the venv's python, "-m", "app.smpp"]
         fake = [smpp[0], "-m", "tools.fake_infobip.smpp", "--port", str(port), "--control-port", str(control),
                 "--system-id", SYSTEM_ID, "--password", PASSWORD]
@@ -95,6 +96,9 @@ def test_smpp_process_sigkilled_with_reports_in_flight(stack, rig, consumer):
     figures = assert_acked_persisted_delivered(stack, consumer, ids, state)
     figures["secondsToAllAcked"] = round(time.monotonic() - killed_at, 1)
     assert state["sent"] >= REPORTS
+    log = (stack.tmp / "smpp.log").read_text()
+    assert "bound to 127.0.0.1" in log
+    assert PASSWORD not in log and PASSWORD.encode().hex() not in log, "the SMPP password in the log"
     report_figures("smpp_sigkill", figures)
 
 
