@@ -8,6 +8,7 @@ SMSC saw acknowledged is in state and reached the consumer as exactly one event.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
@@ -130,3 +131,11 @@ def test_redis_down_for_a_while(stack, rig, consumer):
     report_figures("smpp_redis_down", figures)
 
 
+
+
+def test_sigterm_unbinds_every_session_and_exits(stack, rig):
+    stack.held.add("smpp")  # the supervisor must not start it again
+    proc = stack.procs["smpp"]
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(20) == 0
+    assert rig.control.state()["unbinds"] == 2, "one unbind per session"
