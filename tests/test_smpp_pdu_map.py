@@ -307,3 +307,17 @@ def test_a_resent_inbound_message_has_the_same_id_and_another_message_another():
     spec = {"source_addr": "385", "destination_addr": "41", "short_message": "STOP"}
     assert mapped(spec)[1][1]["messageid"] == mapped(spec)[1][1]["messageid"]
     assert mapped(spec)[1][1]["messageid"] != mapped({**spec, "short_message": "START"})[1][1]["messageid"]
+
+
+def test_consumers_subscribe_to_number_checks_by_type_or_pattern(tmp_path):
+    from app.routes import consumers_for, load_routes
+
+    path = tmp_path / "routes.yml"
+    path.write_text(
+        "consumers:\n"
+        "  - {name: hlr, url: 'http://127.0.0.1:9/hlr', events: ['number.*']}\n"
+        "  - {name: exact, url: 'http://127.0.0.1:9/x', events: [number.checked]}\n"
+        "  - {name: reports, url: 'http://127.0.0.1:9/r', events: ['dlr.*']}\n"
+    )
+    routes = load_routes(path)
+    assert [c.name for c in consumers_for(routes, events.NUMBER_CHECKED, None)] == ["hlr", "exact"]
