@@ -290,3 +290,16 @@ def test_the_default_ports_and_a_bad_configuration():
     ):
         with pytest.raises(ConfigError):
             settings({**base, **bad})
+
+
+def test_a_hand_off_that_fails_by_a_bug_quarantines_instead_of_looping(smsc, start, r, monkeypatch):
+    from app import handoff
+
+    def broken(*_args: Any, **_kw: Any) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(handoff, "accept", broken)
+    start(smsc.port)
+    smsc.deliver([receipt("poison")])
+    settled(smsc, {"poison"}, "refused")
+    assert [e["reason"] for e in quarantine.entries(r)] == ["hand-off failed"]

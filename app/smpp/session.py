@@ -191,6 +191,11 @@ class Receiver:
                 log.warning("smpp hand-off refused: %s", err.__class__.__name__)
                 statuses.update({index: ESME_RSYSERR for index, _ in entries})
                 continue
+            except Exception:  # a bug must not turn a PDU into a poison resent for ever: keep it
+                log.exception("smpp hand-off failed; the PDUs are quarantined")
+                statuses.update({index: self.quarantine_pdu(raws[index], "hand-off failed")
+                                 for index, _ in entries})
+                continue
             rejected = {entry["index"] for entry in answer["rejected"]}
             for position, (index, _) in enumerate(entries):
                 statuses[index] = ESME_RX_P_APPN if position in rejected else ESME_ROK
