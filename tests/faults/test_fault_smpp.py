@@ -38,9 +38,13 @@ class Rig:
                 "--system-id", SYSTEM_ID, "--password", PASSWORD]
         self.fake = Proc("fake-smsc", fake, {**env}, stack.tmp / "fake-smsc.log").start()
         self.control = SmppControl(control)
-        wait_for(self._answers, 20, "the fake SMSC's control port")
-        stack.procs["smpp"] = Proc("smpp", smpp, env, stack.tmp / "smpp.log").start()
-        wait_for(lambda: self.control.state()["bound"] == 2, 30, "two receiver binds")
+        try:
+            wait_for(self._answers, 20, "the fake SMSC's control port")
+            stack.procs["smpp"] = Proc("smpp", smpp, env, stack.tmp / "smpp.log").start()
+            wait_for(lambda: self.control.state()["bound"] == 2, 30, "two receiver binds")
+        except BaseException:
+            self.fake.stop()  # the stack stops the smpp process; the fake is ours
+            raise
 
     def _answers(self) -> bool:
         try:
