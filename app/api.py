@@ -17,6 +17,7 @@ from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
 from app.infobip import status as infobip_status
+from app.smpp import status as smpp_status
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -114,6 +115,8 @@ def readyz() -> tuple[dict[str, Any], int]:
         # and with it the push path, out of the load balancer.
         configured = current_app.config.get("INFOBIP_BASE_URL")
         infobip = {"infobip": infobip_status.all(get_redis())} if configured else {}
+        if current_app.config.get("SMPP_HOST"):  # each SMPP bind's state (it does not gate readiness)
+            waiting["smpp"] = smpp_status.binds(get_redis(), current_app.config["SMPP_SESSIONS"])
     except RedisError:
         return {"status": "unavailable", "redis": False}, 503
     ready = waiting["workers"] > 0

@@ -54,6 +54,19 @@ def load() -> dict[str, Any]:
         # /metrics without a bearer key, for a scraper on a private network.
         "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
         **load_infobip(env),
+        # --- SMPP receiver (SPEC §13): the `smpp` process, started only when SMPP_HOST is set ---
+        "SMPP_HOST": env.str("SMPP_HOST", "") or None,
+        "SMPP_SECONDARY_HOST": env.str("SMPP_SECONDARY_HOST", "") or None,
+        "SMPP_TLS": env.bool("SMPP_TLS", False),
+        "SMPP_PORT": env.int("SMPP_PORT", 0) or None,  # 8888, or 8887 with SMPP_TLS
+        "SMPP_TLS_CA": env.str("SMPP_TLS_CA", "") or None,  # a CA file to trust besides the system's
+        "SMPP_SYSTEM_ID": env.str("SMPP_SYSTEM_ID", ""),
+        "SMPP_PASSWORD": env.str("SMPP_PASSWORD", ""),
+        "SMPP_SYSTEM_TYPE": env.str("SMPP_SYSTEM_TYPE", ""),
+        "SMPP_SESSIONS": env.int("SMPP_SESSIONS", 1),
+        "SMPP_BIND": env.str("SMPP_BIND", "receiver"),
+        "SMPP_KEEPALIVE": env.float("SMPP_KEEPALIVE", 15.0),  # enquire_link after this quiet time
+        "SMPP_RECONNECT_MAX": env.float("SMPP_RECONNECT_MAX", 60.0),  # backoff cap, seconds
     }
 
 

@@ -11,7 +11,8 @@ from app.clock import now_text
 DLR_FINAL = "dlr.final"
 DLR_INTERMEDIATE = "dlr.intermediate"
 MO_RECEIVED = "mo.received"
-EVENT_TYPES = (DLR_FINAL, DLR_INTERMEDIATE, MO_RECEIVED)
+NUMBER_CHECKED = "number.checked"  # a number-check (HLR) result, from SMPP (SPEC §13)
+EVENT_TYPES = (DLR_FINAL, DLR_INTERMEDIATE, MO_RECEIVED, NUMBER_CHECKED)
 
 
 def _digest(*parts: Any) -> str:
@@ -23,6 +24,23 @@ def dlr_event_id(data: dict[str, Any]) -> str:
     """Same (messageId, status id, error id, doneAt) -> same id, however often Infobip resends."""
     status, error = data.get("status") or {}, data.get("error") or {}
     return _digest("dlr", data["messageId"], status.get("id"), error.get("id"), data.get("doneAt"))
+
+
+def same_report(seen: dict[str, Any], data: dict[str, Any]) -> bool:
+    """One report, once by SMPP and once another way (push, pull, logs)? An SMPP receipt dates
+    it to the minute (`YYMMDDhhmm`), HTTP to the millisecond, so their event ids differ: they
+    are the same report when status id and error id agree and doneAt agrees to the minute."""
+    sources = {seen.get("source"), data.get("source")}
+    if "smpp" not in sources or len(sources) == 1:
+        return False
+    same_codes = all((seen.get(k) or {}).get("id") == (data.get(k) or {}).get("id")
+                     for k in ("status", "error"))
+    return same_codes and (seen.get("doneAt") or "")[:16] == (data.get("doneAt") or "")[:16]
+
+
+def number_event_id(message_id: str) -> str:
+    """A number-check result has one outcome per request: its id is the request's messageId."""
+    return _digest("number", message_id)
 
 
 def mo_event_id(message_id: str) -> str:

@@ -16,11 +16,11 @@ from typing import Any
 from marshmallow import ValidationError
 from redis import Redis
 
-from app import dlr, enqueue, mo, quarantine
+from app import dlr, enqueue, mo, number, quarantine
 from app.clock import now_text
 from app.keys import lane_of
 
-PARSERS = {"dlr": dlr, "mo": mo}
+PARSERS = {"dlr": dlr, "mo": mo, "number": number}
 
 
 def validate(kind: str, raw_items: list[Any], language: str = "en",

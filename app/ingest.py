@@ -143,6 +143,8 @@ def replay(entry_id: str, to: str | None = None) -> dict[str, Any]:
         path, method=method, query_string=entry["query"], headers=headers,
         data=body, environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
     ):
+        if request.url_rule is None:  # kept input no endpoint takes (an unreadable SMPP PDU)
+            return {"id": entry_id, "status": 404, "error": f"nothing to replay {entry['path']} through"}
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
         try:
             answer, _status = view.process(keep_rejects=False)

@@ -58,3 +58,6 @@ def lane_of(key: str, lanes: int) -> int:
 # --- Infobip client (SPEC §9, app/infobip/) --------------------------------------------------
 INFOBIP_FEATURES = "infobip:features"  # hash feature -> JSON {state, reason, since, retryAt, failures}
 INFOBIP_CALLS = "infobip:calls"  # hash "<feature>:<outcome>" -> calls to Infobip, for /metrics
+# SMPP receiver (SPEC §13): number-check results, and each bind's state for the web tier.
+NUMBER_CHECK = "num:{message_id}"  # JSON of a number.checked event's data (and its dedupe mark)
+SMPP_BIND = "smpp:bind:{session}"  # JSON of one session's state, written by the smpp process, with a TTL

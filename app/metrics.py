@@ -31,6 +31,7 @@ from app.backlog import backlog
 from app.connection import get_redis
 from app.infobip import status as infobip_status
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, WORKER_COUNTERS
+from app.smpp import status as smpp_status
 
 # Decided once, as prometheus-client decides where its values live when it is first imported.
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -93,9 +94,10 @@ def count_items(kind: str, accepted: int, rejected: int) -> None:
 class RedisCollector(Collector):
     """Figures kept in Redis, read at scrape time (they are shared by every process)."""
 
-    def __init__(self, lanes: int, routes: Any) -> None:
+    def __init__(self, lanes: int, routes: Any, smpp_sessions: int = 0) -> None:
         self.lanes = lanes
         self.routes = routes
+        self.smpp_sessions = smpp_sessions
 
     def collect(self) -> Iterator[Any]:
         r = get_redis()
@@ -104,7 +106,7 @@ class RedisCollector(Collector):
                                         labels=["kind", "outcome"])
         for name, value in sorted(counters.items()):
             kind, _, outcome = name.partition(":")
-            if kind in ("dlr", "mo"):
+            if kind in ("dlr", "mo", "number"):
                 processed.add_metric([kind, outcome], value)
         yield processed
         lag = HistogramMetricFamily("receiver_processing_lag_seconds", "Time from ingest answer to state")
@@ -142,6 +144,12 @@ class RedisCollector(Collector):
             queued.add_metric([queue], count)
         yield queued
         yield from infobip_status.metrics(r)
+        if self.smpp_sessions:
+            bound = GaugeMetricFamily("receiver_smpp_bound", "1 when the SMPP session is bound",
+                                      labels=["session"])
+            for entry in smpp_status.binds(r, self.smpp_sessions):
+                bound.add_metric([str(entry["session"])], 1.0 if entry["state"] == "bound" else 0.0)
+            yield bound
 
 
 def _registry() -> CollectorRegistry:
@@ -158,7 +166,9 @@ def metrics() -> Response:
     if not current_app.config.get("METRICS_PUBLIC"):
         auth.check_api(request, current_app.config)
     registry = CollectorRegistry()
-    registry.register(RedisCollector(current_app.config["DRAIN_LANES"], current_app.extensions["routes"]))
+    sessions = current_app.config["SMPP_SESSIONS"] if current_app.config.get("SMPP_HOST") else 0
+    registry.register(RedisCollector(current_app.config["DRAIN_LANES"], current_app.extensions["routes"],
+                                     sessions))
     own = _registry()
     body = generate_latest(own) + generate_latest(registry)
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")

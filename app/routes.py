@@ -36,7 +36,7 @@ from app.keys import EVENT_STREAM
 # 41:30 h after the first. So 60, 120, 300, 600, 1020, ... seconds.
 INFOBIP_RETRY_SCHEDULE: tuple[float, ...] = tuple(60.0 + 60.0 * n * n for n in range(20))
 
-EVENT_PATTERNS = (*EVENT_TYPES, "dlr.*", "mo.*", "*")
+EVENT_PATTERNS = (*EVENT_TYPES, "dlr.*", "mo.*", "number.*", "*")
 TOP_KEYS = ("consumers", "mo_routes")
 CONSUMER_KEYS = ("name", "url", "secret", "events", "type", "stream", "maxlen", "retry_schedule",
                  "timeout", "headers")

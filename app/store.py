@@ -30,6 +30,7 @@ from app.keys import (
     INDEX_IN_TO,
     INDEX_TO,
     MESSAGE,
+    NUMBER_CHECK,
 )
 
 UNKNOWN_GROUP = "UNKNOWN"
@@ -229,3 +230,12 @@ def find_inbound(
         limit,
         max_scan,
     )
+
+
+# --- number checks (SMPP, SPEC §13) ----------------------------------------------------------
+
+
+def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
+    """The `number.checked` data of a number-check request, by its messageId."""
+    raw = r.get(NUMBER_CHECK.format(message_id=message_id))
+    return orjson.loads(raw) if raw else None

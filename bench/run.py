@@ -33,6 +33,7 @@ import redis
 
 from bench.legs import sample_report
 from bench.procs import BIN, ROOT, Procs, parents, rss_kib, tree, tree_rss_mib
+from bench.smpp import smpp as bench_smpp
 from tools.redis_server import EmbeddedRedis, find_binary, free_port
 from tools.wait import wait_for
 
@@ -513,6 +514,9 @@ class Run:
             "wrk_connections": self.connections,
         }
 
+    def smpp(self) -> None:  # bench/smpp.py
+        bench_smpp(self)
+
     def go(self) -> int:
         started = time.monotonic()
         OUT.mkdir(parents=True, exist_ok=True)
@@ -522,7 +526,7 @@ class Run:
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gunicorn "
               f"{self.web_concurrency}x{self.web_threads}, wrk -c{self.connections}", flush=True)
         try:
-            for section in ("ingest", "workers", "fanout", "scale"):
+            for section in ("ingest", "workers", "fanout", "scale", "smpp"):
                 if self.wants(section):
                     getattr(self, section)()
         finally:
@@ -692,7 +696,7 @@ def rescore(path: Path) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="short")
-    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale")
+    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, smpp")
     parser.add_argument("--scale", type=int, help="reports of the big scale point (small: a tenth)")
     parser.add_argument("--rescore", type=Path, help="recompute the scale bars of a results file from its "
                         "stored samples (after a change of how they are scored), and rewrite it")

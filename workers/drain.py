@@ -24,6 +24,7 @@ from app.clock import epoch
 from app.keys import WORKER_COUNTERS
 from workers.fanout import Fanout
 from workers.inbound import InboundState
+from workers.numbers import NumberState
 from workers.settings import routes, settings
 from workers.state import DeliveryState
 
@@ -59,15 +60,18 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
 
 
 class BatchState:
-    """The state stages of one batch, by item kind: delivery reports and inbound messages."""
+    """The state stages of one batch, by item kind: delivery reports, inbound messages and
+    number-check results."""
 
     def __init__(self, lane: int, cfg: dict[str, Any], fanout: Fanout) -> None:
         self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
         self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
-        self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound}
+        self.numbers = NumberState(cfg["RETENTION_SECONDS"])
+        self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound,
+                        "number": self.numbers}
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
-        for stage in (self.delivery, self.inbound):
+        for stage in (self.delivery, self.inbound, self.numbers):
             mine = [e for e in envelopes if self.by_kind[e["kind"]] is stage]
             if mine:
                 stage.load(r, mine)
@@ -78,12 +82,13 @@ class BatchState:
     def write(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         self.delivery.write(pipe)
         self.inbound.write(pipe)
+        self.numbers.write(pipe)
         self.count(pipe, envelopes)
 
     def count(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         """Worker figures for /metrics, in the batch's own transaction: they add up across
         workers, and a re-run batch that changes nothing counts nothing twice."""
-        for kind, stage in (("dlr", self.delivery), ("mo", self.inbound)):
+        for kind, stage in (("dlr", self.delivery), ("mo", self.inbound), ("number", self.numbers)):
             for outcome, n in stage.counts.items():
                 pipe.hincrby(WORKER_COUNTERS, f"{kind}:{outcome}", n)
         now = time.time()

@@ -44,8 +44,11 @@ class Message:
     def current(self) -> dict[str, Any] | None:
         return None if self.cur is None else self.hist[self.cur]
 
-    def has(self, event_id: str) -> bool:
-        return any(h["eventId"] == event_id for h in self.hist)
+    def has(self, event_id: str, data: dict[str, Any] | None = None) -> bool:
+        """Seen before: the same event id, or the same report by SMPP and by HTTP (app/events.py)."""
+        if any(h["eventId"] == event_id for h in self.hist):
+            return True
+        return data is not None and any(events.same_report(h, data) for h in self.hist)
 
 
 def replaces(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
@@ -116,7 +119,7 @@ class DeliveryState:
     def record(self, data: dict[str, Any], event_id: str, received_at: str) -> bool:
         """Record one report. False when it was seen before (a resend): nothing changes."""
         message = self.messages[data["messageId"]]
-        if message.has(event_id):
+        if message.has(event_id, data):
             return False
         before = _contribution(message)
         if not message.hist:
