@@ -53,3 +53,14 @@ EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
+
+# --- Dashboard aggregates (SPEC §10): written by workers/aggregates.py in the drain (and delivery)
+# transactions, read by app/store_dashboard.py. Pages read these, never a scan of the messages.
+DASH_MINUTE = "dash:m:{minute}"  # hash per UTC minute (epoch // 60): dlr, mo, msgs, g:<group>, e:<id>,
+#                                  dt:<bucket> (sentAt -> doneAt), lag:<bucket>; kept DASH_MINUTE_TTL
+DASH_MINUTE_TTL = 2 * 86400  # the overview shows 24 h; one day more for a late look
+DASH_BULK = "dash:bulk:{bulk_id}"  # hash: e:<errorId> (by current report), dt:<bucket>; RETENTION_DAYS
+DASH_BULKS = "dash:bulks"  # zset bulkId -> first report's arrival (newest first on /bulks)
+DASH_ANSWER = "dash:answer:{consumer}"  # hash: consumer answer time histogram, a:<bucket>
+DASH_SESSION = "dash:session:{sid}"  # a signed-in dashboard session (its TTL is the session's)
+DASH_LOGIN_FAILURES = "dash:login:fail:{address}"  # failed sign-ins from one address, short TTL
