@@ -46,6 +46,14 @@ def load() -> dict[str, Any]:
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
         "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
+        # --- Dashboard (SPEC §10) ---
+        # Signs the dashboard's session cookie; when unset it is derived from API_KEYS, so every
+        # web process agrees and changing the keys signs everyone out.
+        "SECRET_KEY": env.str("SECRET_KEY", "") or None,
+        "DASHBOARD_SESSION_HOURS": env.int("DASHBOARD_SESSION_HOURS", 12),
+        # Failed sign-ins allowed per source address in DASHBOARD_LOGIN_WINDOW seconds.
+        "DASHBOARD_LOGIN_ATTEMPTS": env.int("DASHBOARD_LOGIN_ATTEMPTS", 5),
+        "DASHBOARD_LOGIN_WINDOW": env.int("DASHBOARD_LOGIN_WINDOW", 900),
     }
 
 
@@ -64,7 +72,8 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as err:
         raise ConfigError(f"WEBHOOK_ALLOWED_IPS: {err}") from err
     minimums = {"TRUSTED_PROXIES": 0, "RETENTION_DAYS": 1, "MAX_BODY_BYTES": 1, "DRAIN_LANES": 1,
-                "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1}
+                "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1, "DASHBOARD_SESSION_HOURS": 1,
+                "DASHBOARD_LOGIN_ATTEMPTS": 1, "DASHBOARD_LOGIN_WINDOW": 1}
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
