@@ -20,7 +20,7 @@ from app.keys import INDEX_BULK, MESSAGE, QUARANTINE
 from app.mo_template import Template
 
 PAGE = 25
-MESSAGES_SHOWN = 100
+MESSAGES_SHOWN = (20, 100)  # a bulk's messages: at first, and when asked for more
 CSV_COLUMNS = ("messageId", "to", "from", "group", "status", "error", "sentAt", "doneAt", "price",
                "currency", "smsCount", "callbackData", "source")
 
@@ -44,9 +44,11 @@ def overview_figures() -> dict[str, Any]:
     consumers = dlq.consumer_figures(r, routes)["consumers"]
     answer = store_dashboard.answer_times(r, [n for n, c in consumers.items() if c["kind"] == "http"])
     messages = day["totals"]["messages"]
+    span = present.chart_range(request.args.get("range"), day["reports"], day["inbound"])
     return {
         "day": day,
-        "chart": present.chart(day["reports"], day["inbound"]),
+        "chart": present.chart(day["reports"], day["inbound"], span),
+        "ranges": list(present.RANGES),
         "funnel": [{"group": g, "count": day["groups"].get(g, 0), "width": _width(day["groups"].get(g, 0),
                                                                                   messages)}
                    for g in present.GROUP_ORDER],
@@ -99,11 +101,12 @@ def bulk(bulk_id: str) -> str:
     if found is None:
         abort(404, description=f"No bulk {bulk_id!r} is stored (yet). Bulks appear with their first report.")
     filters = _message_filters()
-    messages = store.find_messages(r, bulk_id=bulk_id, limit=MESSAGES_SHOWN, **filters)
+    shown = MESSAGES_SHOWN[1] if request.args.get("more") else MESSAGES_SHOWN[0]
+    messages = store.find_messages(r, bulk_id=bulk_id, limit=shown, **filters)
     return render_template(
         "bulk.html", bulk=found, messages=messages, filters=filters, groups=present.GROUP_ORDER,
         segments=present.group_bar(found["byGroup"]), delivery=present.bars(found["deliveryTimes"]),
-        shown=MESSAGES_SHOWN,
+        shown=shown, more=shown < MESSAGES_SHOWN[1],
     )
 
 

@@ -92,19 +92,38 @@ def bars(rows: list[tuple[str, int]]) -> list[dict[str, Any]]:
     return [{"label": label, "count": n, "width": round(100 * n / top, 3) if top else 0} for label, n in rows]
 
 
-def chart(reports: list[int], inbound: list[int]) -> dict[str, Any]:
-    """Paths of the per-minute chart in a CHART_WIDTH x CHART_HEIGHT box (one unit per minute)."""
+RANGES = {"1h": 60, "6h": 360, "24h": 1440}  # chart spans, in minutes
+
+
+def chart_range(wanted: str | None, reports: list[int], inbound: list[int]) -> str:
+    """The span asked for, else the shortest that shows all of the last 24 h's traffic: a
+    campaign of a few minutes is a shape, not a hairline at the right edge."""
+    if wanted in RANGES:
+        return wanted
+    busy = [i for i, (a, b) in enumerate(zip(reports, inbound, strict=True)) if a or b]
+    span = len(reports) - busy[0] if busy else len(reports)
+    return next(name for name, minutes in RANGES.items() if minutes >= span or name == "24h")
+
+
+def chart(reports: list[int], inbound: list[int], span: str = "24h") -> dict[str, Any]:
+    """Paths of the per-minute chart over the last `span`, in a box CHART_WIDTH wide."""
+    minutes = RANGES[span]
+    reports, inbound = reports[-minutes:], inbound[-minutes:]
     top = _nice(max([*reports, *inbound, 1]))
+    step = CHART_WIDTH / max(minutes - 1, 1)
 
     def y(n: int) -> float:
         return round(CHART_HEIGHT - CHART_HEIGHT * n / top, 2)
 
     def line(series: list[int]) -> str:
-        return "M" + " L".join(f"{i},{y(n)}" for i, n in enumerate(series))
+        return "M" + " L".join(f"{round(i * step, 2)},{y(n)}" for i, n in enumerate(series))
 
-    area = f"{line(reports)} L{len(reports) - 1},{CHART_HEIGHT} L0,{CHART_HEIGHT} Z"
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "area": area,
-            "reports": line(reports), "inbound": line(inbound),
+    area = f"{line(reports)} L{CHART_WIDTH},{CHART_HEIGHT} L0,{CHART_HEIGHT} Z"
+    hours = minutes / 60
+    ticks = [f"{hours * (4 - i) / 4:g} h ago" if hours > 1 else f"{minutes * (4 - i) // 4} min ago"
+             for i in range(4)]
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "area": area, "span": span,
+            "reports": line(reports), "inbound": line(inbound), "ticks": [*ticks, "now"],
             "grid": [round(CHART_HEIGHT * f, 2) for f in (0.25, 0.5, 0.75)]}
 
 
