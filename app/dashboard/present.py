@@ -93,6 +93,7 @@ def bars(rows: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 
 RANGES = {"1h": 60, "6h": 360, "24h": 1440}  # chart spans, in minutes
+COLUMN_MINUTES = {"1h": 1, "6h": 3, "24h": 15}  # minutes per column: at most 120 columns
 
 
 def chart_range(wanted: str | None, reports: list[int], inbound: list[int]) -> str:
@@ -106,25 +107,29 @@ def chart_range(wanted: str | None, reports: list[int], inbound: list[int]) -> s
 
 
 def chart(reports: list[int], inbound: list[int], span: str = "24h") -> dict[str, Any]:
-    """Paths of the per-minute chart over the last `span`, in a box CHART_WIDTH wide."""
-    minutes = RANGES[span]
-    reports, inbound = reports[-minutes:], inbound[-minutes:]
-    top = _nice(max([*reports, *inbound, 1]))
-    step = CHART_WIDTH / max(minutes - 1, 1)
+    """Columns of the per-minute chart over the last `span`, in a CHART_WIDTH x CHART_HEIGHT box.
+    At most ~120 columns: over 6 h or 24 h a column is 3 or 15 minutes, at their mean per minute."""
+    minutes, per = RANGES[span], COLUMN_MINUTES[span]
 
-    def y(n: int) -> float:
-        return round(CHART_HEIGHT - CHART_HEIGHT * n / top, 2)
+    def binned(series: list[int]) -> list[float]:
+        tail = series[-minutes:]
+        return [sum(tail[i : i + per]) / per for i in range(0, len(tail), per)]
 
-    def line(series: list[int]) -> str:
-        return "M" + " L".join(f"{round(i * step, 2)},{y(n)}" for i, n in enumerate(series))
+    reports_bins, inbound_bins = binned(reports), binned(inbound)
+    top = _nice(max([*reports_bins, *inbound_bins, 1]))
+    slot = CHART_WIDTH / len(reports_bins)
 
-    area = f"{line(reports)} L{CHART_WIDTH},{CHART_HEIGHT} L0,{CHART_HEIGHT} Z"
+    def columns(values: list[float], offset: float, share: float) -> list[dict[str, float]]:
+        return [{"x": round((i + offset) * slot, 2), "width": round(share * slot, 2),
+                 "y": round(CHART_HEIGHT * (1 - v / top), 2), "height": round(CHART_HEIGHT * v / top, 2)}
+                for i, v in enumerate(values) if v]
+
     hours = minutes / 60
     ticks = [f"{hours * (4 - i) / 4:g} h ago" if hours > 1 else f"{minutes * (4 - i) // 4} min ago"
              for i in range(4)]
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "area": area, "span": span,
-            "reports": line(reports), "inbound": line(inbound), "ticks": [*ticks, "now"],
-            "grid": [round(CHART_HEIGHT * f, 2) for f in (0.25, 0.5, 0.75)]}
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "span": span, "per": per,
+            "reports": columns(reports_bins, 0.12, 0.5), "inbound": columns(inbound_bins, 0.62, 0.26),
+            "ticks": [*ticks, "now"], "grid": [round(CHART_HEIGHT * f, 2) for f in (0.25, 0.5, 0.75)]}
 
 
 def _nice(n: int) -> int:
