@@ -56,9 +56,10 @@ def lane_of(key: str, lanes: int) -> int:
 
 # --- Dashboard aggregates (SPEC §10): written by workers/aggregates.py in the drain (and delivery)
 # transactions, read by app/store_dashboard.py. Pages read these, never a scan of the messages.
-DASH_MINUTE = "dash:m:{minute}"  # hash per UTC minute (epoch // 60): dlr, mo, msgs, g:<group>, e:<id>,
-#                                  dt:<bucket> (sentAt -> doneAt), lag:<bucket>; kept DASH_MINUTE_TTL
-DASH_MINUTE_TTL = 2 * 86400  # the overview shows 24 h; one day more for a late look
+DASH_HOUR = "dash:h:{hour}"  # hash per UTC hour (epoch // 3600): dlr:<minute>, mo:<minute> (minute of the
+#                              hour, for the per-minute chart) and the hour's dlr, mo, msgs, g:<group>,
+#                              e:<id>, dt:<bucket> (sentAt -> doneAt), lag:<bucket>; kept DASH_HOUR_TTL
+DASH_HOUR_TTL = 2 * 86400  # the overview shows 24 h; one day more for a late look
 DASH_BULK = "dash:bulk:{bulk_id}"  # hash: e:<errorId> (by current report), dt:<bucket>; RETENTION_DAYS
 DASH_BULKS = "dash:bulks"  # zset bulkId -> first report's arrival (newest first on /bulks)
 DASH_ANSWER = "dash:answer:{consumer}"  # hash: consumer answer time histogram, a:<bucket>

@@ -1,7 +1,7 @@
 """Reads of the dashboard's aggregates (SPEC §10), which workers/aggregates.py keeps.
 
 Every figure here costs a fixed number of Redis reads, whatever the number of stored messages:
-the overview reads 1,440 minute hashes in one pipeline, a bulk two hashes. Histogram bounds
+the overview reads 24 hour hashes in one pipeline, a bulk two hashes. Histogram bounds
 are defined here, where both the writer (workers/) and the readers (app/) can import them.
 """
 
@@ -16,7 +16,7 @@ from redis import Redis
 
 from app import store
 from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_MINUTE, INDEX_BULKS
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
 
 # Upper bounds in seconds; a value above the last falls in "inf".
 DELIVERY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -68,17 +68,23 @@ def group_descriptions() -> dict[str, str]:
 
 
 def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
-    """The last 24 h from the minute hashes: series per minute, funnel, errors, percentiles."""
+    """The last 24 h from the hour hashes: per-minute series (the last 1,440 minutes) and, for
+    the current hour and the 23 before it, the funnel, errors and percentiles."""
     now = time.time() if now is None else now
-    last = int(now // 60)
-    minutes = range(last - MINUTES + 1, last + 1)
+    last_hour, last_minute = int(now // 3600), int(now // 60)
     pipe = r.pipeline(transaction=False)
-    for minute in minutes:
-        pipe.hgetall(DASH_MINUTE.format(minute=minute))
-    rows = [_decoded(raw) for raw in pipe.execute()]
+    hours = range(last_hour - 24, last_hour + 1)  # 25: the first minutes of the window are in the 25th
+    for hour in hours:
+        pipe.hgetall(DASH_HOUR.format(hour=hour))
+    rows = dict(zip(hours, (_decoded(raw) for raw in pipe.execute()), strict=True))
+    minutes = range(last_minute - MINUTES + 1, last_minute + 1)
+
+    def series(name: str) -> list[int]:
+        return [rows[m // 60].get(f"{name}:{m % 60}", 0) for m in minutes]
+
     total: Counter[str] = Counter()
-    for row in rows:
-        total.update(row)
+    for hour in hours[1:]:
+        total.update({k: v for k, v in rows[hour].items() if not k.startswith(("dlr:", "mo:"))})
     groups = {g: total.get(f"g:{g}", 0) for g in GROUPS}
     groups.update({k[2:]: v for k, v in total.items() if k.startswith("g:") and k[2:] not in groups})
     errors = sorted(((int(k[2:]), v) for k, v in total.items() if k.startswith("e:") and v > 0),
@@ -87,8 +93,8 @@ def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
     lag = histogram(total, "lag:", LAG_BUCKETS)
     return {
         "start": minutes[0] * 60,
-        "reports": [row.get("dlr", 0) for row in rows],
-        "inbound": [row.get("mo", 0) for row in rows],
+        "reports": series("dlr"),
+        "inbound": series("mo"),
         "totals": {"reports": total.get("dlr", 0), "inbound": total.get("mo", 0),
                    "messages": total.get("msgs", 0)},
         "groups": groups,

@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from app import enqueue, store_dashboard
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_MINUTE, INBOX
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INBOX
 from tests.conftest import basic_header, run_workers
 from tests.consumers import Answer, http_consumer, routes_text
 from tests.samples import envelopes, ids_in_lane, push, report
@@ -21,7 +21,7 @@ GSM_ABSENT = {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC
 
 def dash_keys(r) -> dict[bytes, dict[bytes, bytes]]:
     """Every dashboard counter, by key: what must not change when nothing new happened."""
-    keys = r.keys(DASH_MINUTE.format(minute="*")) + r.keys(DASH_BULK.format(bulk_id="*"))
+    keys = r.keys(DASH_HOUR.format(hour="*")) + r.keys(DASH_BULK.format(bulk_id="*"))
     return {key: r.hgetall(key) for key in sorted(keys)}
 
 

@@ -5,10 +5,10 @@ Written in the same MULTI/EXEC that applies a batch (workers/drain.py) or record
 stays claimed for its re-run; a resent report changes no state (workers/state.py), so it
 counts nothing here either.
 
-- Per UTC minute (`dash:m:<minute>`, kept two days): reports and MO applied, messages first
-  heard of, messages that reached each status group, final errors, delivery times (sentAt ->
-  doneAt of messages that became DELIVERED) and ingest -> state lag of new reports, as
-  histograms.
+- Per UTC hour (`dash:h:<hour>`, kept two days): reports and MO applied per minute, and for
+  the hour: messages first heard of, messages that reached each status group, final errors,
+  delivery times (sentAt -> doneAt of messages that became DELIVERED) and ingest -> state lag
+  of new reports, as histograms. One hash an hour: the overview reads 24 keys, not 1,440.
 - Per bulk (`dash:bulk:<id>`): messages by the error of their current report (moved like the
   bulk's counts per status group), and the delivery-time histogram.
 - Per consumer (`dash:answer:<name>`): how long the consumer took to answer.
@@ -24,7 +24,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from app.clock import epoch, now_text
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_MINUTE, DASH_MINUTE_TTL
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, DASH_HOUR_TTL
 from app.store_dashboard import ANSWER_BUCKETS, DELIVERY_BUCKETS, LAG_BUCKETS, bucket_of
 
 DELIVERED = "DELIVERED"
@@ -52,7 +52,7 @@ class Aggregates:
 
     def __init__(self, retention_seconds: int) -> None:
         self.retention = retention_seconds
-        self.minutes: dict[int, Counter[str]] = defaultdict(Counter)
+        self.hours: dict[int, Counter[str]] = defaultdict(Counter)
         self.bulks: dict[str, Counter[str]] = defaultdict(Counter)
         self.first_seen: dict[str, float] = {}
 
@@ -61,38 +61,42 @@ class Aggregates:
         """One new report was recorded; `old` and `new` are the message's current report before
         and after it (the same object when the new report did not become current)."""
         at, now = epoch(received_at), time.time()
-        minute = self.minutes[int(at // 60)]
-        minute["dlr"] += 1
-        self.minutes[int(now // 60)][f"lag:{bucket_of(LAG_BUCKETS, now - at)}"] += 1
+        hour = self.hours[int(at // 3600)]
+        hour["dlr"] += 1
+        hour[f"dlr:{int(at // 60) % 60}"] += 1
+        self.hours[int(now // 3600)][f"lag:{bucket_of(LAG_BUCKETS, now - at)}"] += 1
         if old is None:
-            minute["msgs"] += 1
+            hour["msgs"] += 1
         if new_bulk:
             self.first_seen.setdefault(new_bulk, at)
         if old is new or new is None:
             return
         if _group(new) != _group(old):
-            minute[f"g:{_group(new) or 'UNKNOWN'}"] += 1
+            hour[f"g:{_group(new) or 'UNKNOWN'}"] += 1
         if new.get("final") and _error(new) and not (old and old.get("final") and _error(old) == _error(new)):
-            minute[f"e:{_error(new)}"] += 1
+            hour[f"e:{_error(new)}"] += 1
         if old_bulk and _error(old):
             self.bulks[old_bulk][f"e:{_error(old)}"] -= 1
         if new_bulk and _error(new):
             self.bulks[new_bulk][f"e:{_error(new)}"] += 1
         if _group(new) == DELIVERED and _group(old) != DELIVERED and (seconds := _seconds(new)) is not None:
             field = f"dt:{bucket_of(DELIVERY_BUCKETS, seconds)}"
-            minute[field] += 1
+            hour[field] += 1
             if new_bulk:
                 self.bulks[new_bulk][field] += 1
 
     def inbound(self, received_at: str) -> None:
-        self.minutes[int(epoch(received_at) // 60)]["mo"] += 1
+        at = epoch(received_at)
+        hour = self.hours[int(at // 3600)]
+        hour["mo"] += 1
+        hour[f"mo:{int(at // 60) % 60}"] += 1
 
     def write(self, pipe: Pipeline) -> None:
         """Queue the counters on the batch's MULTI pipeline."""
-        for minute, fields in self.minutes.items():
-            key = DASH_MINUTE.format(minute=minute)
+        for hour, fields in self.hours.items():
+            key = DASH_HOUR.format(hour=hour)
             _add(pipe, key, fields)
-            pipe.expire(key, DASH_MINUTE_TTL)
+            pipe.expire(key, DASH_HOUR_TTL)
         for bulk_id, fields in self.bulks.items():
             key = DASH_BULK.format(bulk_id=bulk_id)
             _add(pipe, key, fields)
