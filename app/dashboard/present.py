@@ -87,7 +87,11 @@ def group_bar(by_group: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def bars(rows: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    """Horizontal bars scaled to the largest row."""
+    """Horizontal bars scaled to the largest row; empty rows before the first and after the last
+    counted one are left out, but one on each side (the shape's edges)."""
+    counted = [i for i, (_, n) in enumerate(rows) if n]
+    if counted:
+        rows = rows[max(0, counted[0] - 1) : counted[-1] + 2]
     top = max((n for _, n in rows), default=0)
     return [{"label": label, "count": n, "width": round(100 * n / top, 3) if top else 0} for label, n in rows]
 
