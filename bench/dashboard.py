@@ -25,22 +25,8 @@ from typing import Any
 import orjson
 import redis
 
-from app import create_app
+from app import create_app, keys
 from app.clock import utc_text
-from app.keys import (
-    BULK,
-    DEAD_LETTERS,
-    INBOUND,
-    INDEX_ALL,
-    INDEX_BULK,
-    INDEX_BULKS,
-    INDEX_IN,
-    INDEX_IN_FROM,
-    INDEX_IN_KEYWORD,
-    INDEX_TO,
-    MESSAGE,
-    QUARANTINE,
-)
 from app.store import pack
 from tools.redis_server import EmbeddedRedis
 from workers.aggregates import Aggregates
@@ -85,7 +71,7 @@ def fill(r: redis.Redis, messages: int, now: float) -> None:
             at = now - 86000 * (messages - n) / messages
             received = utc_text_at(at)
             data = {**report(n, at), "eventId": f"evt_{n}", "receivedAt": received}
-            pipe.set(MESSAGE.format(message_id=data["messageId"]), pack({"hist": [data], "cur": 0}))
+            pipe.set(keys.MESSAGE.format(message_id=data["messageId"]), pack({"hist": [data], "cur": 0}))
             aggregates.report(None, data, None, data["bulkId"], received)
             index_all[data["messageId"]] = at
             index_to[f"{data['to']}|{data['messageId']}"] = 0
@@ -100,31 +86,31 @@ def fill(r: redis.Redis, messages: int, now: float) -> None:
                 mo = {"messageId": f"mo-{n}", "from": f"38598{n:07d}", "to": "41793026727",
                       "text": f"WIN{n % 7} hi",
                       "keyword": f"WIN{n % 7}", "receivedAt": received, "route": "contest", "source": "push"}
-                pipe.set(INBOUND.format(message_id=mo["messageId"]), orjson.dumps(mo))
-                for key in (INDEX_IN, INDEX_IN_FROM.format(sender=mo["from"]),
-                            INDEX_IN_KEYWORD.format(keyword=mo["keyword"])):
+                pipe.set(keys.INBOUND.format(message_id=mo["messageId"]), orjson.dumps(mo))
+                for key in (keys.INDEX_IN, keys.INDEX_IN_FROM.format(sender=mo["from"]),
+                            keys.INDEX_IN_KEYWORD.format(keyword=mo["keyword"])):
                     pipe.zadd(key, {mo["messageId"]: at})
                 aggregates.inbound(received)
-        pipe.zadd(INDEX_ALL, index_all)
-        pipe.zadd(INDEX_TO, index_to)
+        pipe.zadd(keys.INDEX_ALL, index_all)
+        pipe.zadd(keys.INDEX_TO, index_to)
         for bulk_id, members in index_bulk.items():
-            pipe.zadd(INDEX_BULK.format(bulk_id=bulk_id), members)
-            pipe.zadd(INDEX_BULKS, {bulk_id: max(members.values())})
+            pipe.zadd(keys.INDEX_BULK.format(bulk_id=bulk_id), members)
+            pipe.zadd(keys.INDEX_BULKS, {bulk_id: max(members.values())})
         for bulk_id, fields in bulks.items():
             fields["0:c:EUR"] = f"{fields['0:c:EUR']:.4f}"
-            pipe.hincrby(BULK.format(bulk_id=bulk_id), "0:n", 0)  # exists before HSET merges
-            pipe.hset(BULK.format(bulk_id=bulk_id), mapping=fields)
+            pipe.hincrby(keys.BULK.format(bulk_id=bulk_id), "0:n", 0)  # exists before HSET merges
+            pipe.hset(keys.BULK.format(bulk_id=bulk_id), mapping=fields)
         aggregates.write(pipe)
         pipe.execute()
     extras = r.pipeline(transaction=False)
     for n in range(100):
-        extras.lpush(DEAD_LETTERS.format(consumer="crm"), orjson.dumps(
+        extras.lpush(keys.DEAD_LETTERS.format(consumer="crm"), orjson.dumps(
             {"id": f"evt_dead{n}", "body": "{}", "attempt": 3, "queuedAt": utc_text_at(now),
              "reason": "retries exhausted", "lastError": "HTTP 500", "lastAttemptAt": utc_text_at(now)}))
     for n in range(60):
         entry = {"id": f"q_{n}", "at": utc_text_at(now), "method": "POST", "path": "/infobip/dlr",
                  "query": [], "headers": {}, "reason": "bad items", "errors": {"0": ["bad"]}, "body": ""}
-        extras.lpush(QUARANTINE, orjson.dumps(entry))
+        extras.lpush(keys.QUARANTINE, orjson.dumps(entry))
     extras.execute()
 
 

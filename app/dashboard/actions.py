@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from app import dlq, ingest, quarantine
 from app.connection import get_redis
 from app.dashboard import bp, session
+from app.dashboard.pages import found
 from app.keys import QUARANTINE
 
 
@@ -72,8 +73,7 @@ def replay_dead(name: str) -> Response:
 
 @bp.post("/quarantine/<entry_id>/replay")
 def replay_quarantined(entry_id: str) -> Response:
-    if quarantine.find(get_redis(), entry_id) is None:
-        abort(404, description=f"No quarantine entry {entry_id!r}: replayed or dropped already?")
+    _quarantined(entry_id)
     answer = ingest.replay(entry_id)
     if answer["status"] == 200 and not answer.get("rejected"):
         flash(f"Replayed: {answer['accepted']} item(s) accepted; the entry left the quarantine.")
@@ -87,10 +87,13 @@ def replay_quarantined(entry_id: str) -> Response:
 
 @bp.post("/quarantine/<entry_id>/drop")
 def drop_quarantined(entry_id: str) -> Response:
-    r = get_redis()
-    found = quarantine.find(r, entry_id)
-    if found is None:
-        abort(404, description=f"No quarantine entry {entry_id!r}.")
-    r.lrem(QUARANTINE, 1, found[0])
+    get_redis().lrem(QUARANTINE, 1, _quarantined(entry_id))
     flash("Dropped the entry: it is gone for good.")
     return redirect(url_for("dashboard.quarantined"))
+
+
+def _quarantined(entry_id: str) -> bytes:
+    """The stored entry, or a 404 page."""
+    raw, _entry = found(quarantine.find(get_redis(), entry_id),
+                        f"No quarantine entry {entry_id!r}: replayed or dropped already?")
+    return raw

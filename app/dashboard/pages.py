@@ -62,6 +62,13 @@ def overview_figures() -> dict[str, Any]:
     }
 
 
+def found(value: Any, description: str) -> Any:
+    """The value, or a 404 page saying what is missing."""
+    if value is None:
+        abort(404, description=description)
+    return value
+
+
 def _width(part: int, whole: int) -> float:
     return round(min(100.0, 100 * part / whole), 3) if whole else 0.0
 
@@ -97,15 +104,14 @@ def _message_filters() -> dict[str, str | None]:
 @bp.get("/bulks/<bulk_id>")
 def bulk(bulk_id: str) -> str:
     r = get_redis()
-    found = store_dashboard.bulk_detail(r, bulk_id)
-    if found is None:
-        abort(404, description=f"No bulk {bulk_id!r} is stored (yet). Bulks appear with their first report.")
+    detail = found(store_dashboard.bulk_detail(r, bulk_id),
+                   f"No bulk {bulk_id!r} is stored (yet). Bulks appear with their first report.")
     filters = _message_filters()
     shown = MESSAGES_SHOWN[1] if request.args.get("more") else MESSAGES_SHOWN[0]
     messages = store.find_messages(r, bulk_id=bulk_id, limit=shown, **filters)
     return render_template(
-        "bulk.html", bulk=found, messages=messages, filters=filters, groups=present.GROUP_ORDER,
-        segments=present.group_bar(found["byGroup"]), delivery=present.bars(found["deliveryTimes"]),
+        "bulk.html", bulk=detail, messages=messages, filters=filters, groups=present.GROUP_ORDER,
+        segments=present.group_bar(detail["byGroup"]), delivery=present.bars(detail["deliveryTimes"]),
         shown=shown, more=shown < MESSAGES_SHOWN[1],
     )
 
@@ -115,8 +121,7 @@ def bulk_csv(bulk_id: str) -> Response:
     """Every message of the bulk that matches the filters, streamed a page of the index at a time."""
     filters = _message_filters()
     r = get_redis()
-    if store.get_bulk(r, bulk_id) is None:
-        abort(404, description=f"No bulk {bulk_id!r}.")
+    found(store.get_bulk(r, bulk_id), f"No bulk {bulk_id!r}.")
 
     def rows() -> Iterator[str]:
         out = io.StringIO()
@@ -167,11 +172,10 @@ def _cell(value: Any) -> str:
 
 @bp.get("/messages/<message_id>")
 def message(message_id: str) -> str:
-    found = store.get_message(get_redis(), message_id)
-    if found is None:
-        abort(404, description=f"No message {message_id!r} is stored: no report for it has arrived, "
-                               "or it is older than the retention.")
-    return render_template("message.html", message=found)
+    message = found(store.get_message(get_redis(), message_id),
+                    f"No message {message_id!r} is stored: no report for it has arrived, "
+                    "or it is older than the retention.")
+    return render_template("message.html", message=message)
 
 
 @bp.get("/inbound")
