@@ -285,3 +285,12 @@ def test_secrets_stay_out_of_pages_and_logs(signed_in, caplog, app):
     texts.append(caplog.text)
     for secret in (API_KEY, app.secret_key, app.config["WEBHOOK_TOKEN"]):
         assert not any(secret in text for text in texts)
+
+
+def test_ingest_and_api_never_touch_the_session(signed_in, infobip, api):
+    """They neither read the cookie nor set one: a session cannot reach the API, and ingest
+    pays nothing for the dashboard."""
+    assert "Set-Cookie" not in infobip.dlr({"results": [{"messageId": "m"}]}).headers
+    answer = api.get("/api/bulks/nope")
+    assert answer.status_code == 404 and "Set-Cookie" not in answer.headers
+    assert signed_in.get("/api/bulks/nope").status_code == 401  # the cookie is no API credential

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from app.connection import get_redis
 from app.keys import DASH_LOGIN_FAILURES, DASH_SESSION
@@ -39,13 +39,21 @@ HEADERS = {
 _NO_SESSION = ("/infobip/", "/api/", "/metrics", "/healthz", "/readyz", "/openapi")
 
 
+class _NoSession(SecureCookieSession):
+    """What ingest and the API get: empty, and never saved."""
+
+
 class DashboardSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie session, Secure exactly when the request came over https."""
 
     def open_session(self, app: Flask, request: Request) -> Any:
         if request.path.startswith(_NO_SESSION):
-            return self.session_class()  # empty, never saved (not modified)
+            return _NoSession()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if not isinstance(session, _NoSession):
+            super().save_session(app, session, response)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
