@@ -129,7 +129,7 @@ def chart(reports: list[int], inbound: list[int], span: str = "24h") -> dict[str
                 for i, v in enumerate(values) if v]
 
     hours = minutes / 60
-    ticks = [f"{hours * (4 - i) / 4:g} h ago" if hours > 1 else f"{minutes * (4 - i) // 4} min ago"
+    ticks = [f"−{hours * (4 - i) / 4:g} h" if hours > 1 else f"−{minutes * (4 - i) // 4} min"
              for i in range(4)]
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "span": span, "per": per,
             "reports": columns(reports_bins, 0.12, 0.5), "inbound": columns(inbound_bins, 0.62, 0.26),
