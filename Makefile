@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run simulate test test-faults fuzz lint clean bench bench-full bench-profile bench-cpu bench-instructions wrk valgrind
+.PHONY: test-browser bench-dashboard chromedriver
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ simulate: install
 ## Lint, then the suite against a real Redis the suite starts itself, with a short fuzz run
 ## (hypothesis profile "ci"). The fault tests are `make test-faults`; `.ci/run` runs both.
 test: install lint
-	$(PY) -m pytest -q -m "not faults"
+	$(PY) -m pytest -q -m "not faults and not browser"
 
 ## Real gunicorn, rq workers, redis-server and a consumer, killed under load (docs/RELIABILITY.md).
 test-faults: install
@@ -57,14 +58,26 @@ bench-cpu: install wrk
 bench-instructions: install valgrind
 	$(PY) -m bench.instructions $(ARGS)
 
-## Debian packages the benchmarks run: installed when missing, as root; otherwise it says what to install.
-wrk valgrind:
+## Debian packages the benchmarks and browser tests run: installed when missing, as root; otherwise
+## it says what to install. A command whose package has another name lists it in PACKAGES_<command>.
+PACKAGES_chromedriver := chromium chromium-driver
+wrk valgrind chromedriver:
 	@command -v $@ >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq $@; \
+	    apt-get update -qq && apt-get install -y -qq $(or $(PACKAGES_$@),$@); \
 	  else \
-	    echo "$@ is not installed and this is not a root Debian machine: install $@ (Debian: apt-get install $@)" >&2; exit 1; \
+	    echo "$@ is not installed and this is not a root Debian machine: install it (Debian: apt-get install $(or $(PACKAGES_$@),$@))" >&2; exit 1; \
 	  fi; }
+
+## --- Dashboard (SPEC §10) ---------------------------------------------------------------------
+## The dashboard in Debian's headless Chromium (Selenium + chromium-driver) against real gunicorn,
+## rq workers and Redis; saves docs/screenshots/. Not part of `make test`.
+test-browser: install chromedriver
+	$(PY) -m pytest -q -m browser tests/browser
+
+## Each dashboard page's render time at 1,000,000 stored messages against 10,000, in one run.
+bench-dashboard: install
+	$(PY) -m bench.dashboard
 
 lint: install
 	$(PY) -m ruff check .

@@ -78,12 +78,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["mo_template"] = Template.parse(template) if template else Template.default()
     if app.config["TRUSTED_PROXIES"]:
         # request.remote_addr becomes the address exactly TRUSTED_PROXIES hops back.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])  # type: ignore[method-assign]
+        # X-Forwarded-Proto too: the dashboard's cookie is Secure when the request came over https.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     # Load the routes file now: a bad one must stop start-up, with its line in the message.
     app.extensions["routes"] = load_configured_routes(app.config)
 
-    from app import admin, api, cli, ingest, metrics, openapi
+    from app import admin, api, cli, dashboard, ingest, metrics, openapi
 
     if not app.testing:
         logs.configure()
@@ -95,6 +97,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.health)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
+    dashboard.init_app(app)  # the operator pages at / (SPEC §10)
     for command in cli.COMMANDS:
         app.cli.add_command(command)
     app.register_error_handler(ReceiverError, answer_error)

@@ -67,6 +67,14 @@ def load() -> dict[str, Any]:
         "SMPP_BIND": env.str("SMPP_BIND", "receiver"),
         "SMPP_KEEPALIVE": env.float("SMPP_KEEPALIVE", 15.0),  # enquire_link after this quiet time
         "SMPP_RECONNECT_MAX": env.float("SMPP_RECONNECT_MAX", 60.0),  # backoff cap, seconds
+        # --- Dashboard (SPEC §10) ---
+        # Signs the dashboard's session cookie; when unset it is derived from API_KEYS, so every
+        # web process agrees and changing the keys signs everyone out.
+        "SECRET_KEY": env.str("SECRET_KEY", "") or None,
+        "DASHBOARD_SESSION_HOURS": env.int("DASHBOARD_SESSION_HOURS", 12),
+        # Failed sign-ins allowed per source address in DASHBOARD_LOGIN_WINDOW seconds.
+        "DASHBOARD_LOGIN_ATTEMPTS": env.int("DASHBOARD_LOGIN_ATTEMPTS", 5),
+        "DASHBOARD_LOGIN_WINDOW": env.int("DASHBOARD_LOGIN_WINDOW", 900),
     }
 
 
@@ -85,7 +93,8 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as err:
         raise ConfigError(f"WEBHOOK_ALLOWED_IPS: {err}") from err
     minimums = {"TRUSTED_PROXIES": 0, "RETENTION_DAYS": 1, "MAX_BODY_BYTES": 1, "MAX_URL_BYTES": 1,
-                "DRAIN_LANES": 1, "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1}
+                "DRAIN_LANES": 1, "QUARANTINE_MAX": 1, "MO_PARTS_TIMEOUT": 1, "DASHBOARD_SESSION_HOURS": 1,
+                "DASHBOARD_LOGIN_ATTEMPTS": 1, "DASHBOARD_LOGIN_WINDOW": 1}
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")

@@ -61,3 +61,14 @@ INFOBIP_CALLS = "infobip:calls"  # hash "<feature>:<outcome>" -> calls to Infobi
 # SMPP receiver (SPEC §13): number-check results, and each bind's state for the web tier.
 NUMBER_CHECK = "num:{message_id}"  # JSON of a number.checked event's data (and its dedupe mark)
 SMPP_BIND = "smpp:bind:{session}"  # JSON of one session's state, written by the smpp process, with a TTL
+# --- Dashboard aggregates (SPEC §10): written by workers/aggregates.py in the drain (and delivery)
+# transactions, read by app/store_dashboard.py. Pages read these, never a scan of the messages.
+DASH_HOUR = "dash:h:{hour}"  # hash per UTC hour (epoch // 3600): dlr:<minute>, mo:<minute> (minute of the
+#                              hour, for the per-minute chart) and the hour's dlr, mo, msgs, g:<group>,
+#                              e:<id>, dt:<bucket> (sentAt -> doneAt), lag:<bucket>; kept DASH_HOUR_TTL
+DASH_HOUR_TTL = 2 * 86400  # the overview shows 24 h; one day more for a late look
+DASH_BULK = "dash:bulk:{bulk_id}"  # hash: e:<errorId> (by current report), dt:<bucket>; RETENTION_DAYS
+DASH_BULKS = "dash:bulks"  # zset bulkId -> first report's arrival (newest first on /bulks)
+DASH_ANSWER = "dash:answer:{consumer}"  # hash: consumer answer time histogram, a:<bucket>
+DASH_SESSION = "dash:session:{sid}"  # a signed-in dashboard session (its TTL is the session's)
+DASH_LOGIN_FAILURES = "dash:login:fail:{address}"  # failed sign-ins from one address, short TTL

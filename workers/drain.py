@@ -22,6 +22,7 @@ from rq import get_current_job
 from app import enqueue
 from app.clock import epoch
 from app.keys import WORKER_COUNTERS
+from workers import aggregates
 from workers.fanout import Fanout
 from workers.inbound import InboundState
 from workers.numbers import NumberState
@@ -84,6 +85,7 @@ class BatchState:
         self.inbound.write(pipe)
         self.numbers.write(pipe)
         self.count(pipe, envelopes)
+        aggregates.write_batch(pipe, self.delivery, self.inbound)
 
     def count(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         """Worker figures for /metrics, in the batch's own transaction: they add up across

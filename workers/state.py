@@ -32,6 +32,7 @@ from app import events
 from app.clock import epoch
 from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_BULKS, INDEX_TO, MESSAGE
 from app.store import UNKNOWN_GROUP, pack, unpack
+from workers.aggregates import Aggregates
 
 
 @dataclass
@@ -89,6 +90,7 @@ class DeliveryState:
         self.changed_bulks: set[str] = set()
         self.indexed: list[tuple[str, float, dict[str, Any]]] = []
         self.counts: Counter[str] = Counter()  # new / duplicate, for metrics
+        self.aggregates = Aggregates(retention_seconds)  # what the dashboard shows
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         reports = [envelope["data"] for envelope in envelopes]
@@ -121,7 +123,7 @@ class DeliveryState:
         message = self.messages[data["messageId"]]
         if message.has(event_id, data):
             return False
-        before = _contribution(message)
+        before, old = _contribution(message), message.current
         if not message.hist:
             self.indexed.append((data["messageId"], epoch(received_at), data))
         message.hist.append({**data, "eventId": event_id, "receivedAt": received_at})
@@ -134,6 +136,7 @@ class DeliveryState:
             self._count(after, +1)
         if after:
             self._dates(after[0], data)
+        self.aggregates.report(old, message.current, before and before[0], after and after[0], received_at)
         return True
 
     def _bulk(self, bulk_id: str) -> dict[str, Any]:

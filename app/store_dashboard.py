@@ -1,0 +1,162 @@
+"""Reads of the dashboard's aggregates (SPEC §10), which workers/aggregates.py keeps.
+
+Every figure here costs a fixed number of Redis reads, whatever the number of stored messages:
+the overview reads 24 hour hashes in one pipeline, a bulk two hashes. Histogram bounds
+are defined here, where both the writer (workers/) and the readers (app/) can import them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from redis import Redis
+
+from app import store
+from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
+
+# Upper bounds in seconds; a value above the last falls in "inf".
+DELIVERY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+ANSWER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+GROUPS = ("ACCEPTED", "PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
+MINUTES = 24 * 60
+
+
+def bucket_of(bounds: Sequence[float], value: float) -> str:
+    return next((str(b) for b in bounds if value <= b), "inf")
+
+
+def histogram(fields: dict[str, int], prefix: str, bounds: Sequence[float]) -> list[tuple[str, int]]:
+    """(bound, count) in bound order, "inf" last, from `<prefix><bound>` fields."""
+    return [(name, fields.get(f"{prefix}{name}", 0)) for name in [*map(str, bounds), "inf"]]
+
+
+def percentile(buckets: list[tuple[str, int]], share: float) -> float | None:
+    """The bucket bound below which `share` of the counted values lie (None: nothing counted).
+    Values beyond the last bound read as that bound: "more than"."""
+    total = sum(n for _, n in buckets)
+    if not total:
+        return None
+    seen, finite = 0, [float(b) for b, _ in buckets if b != "inf"]
+    for bound, n in buckets:
+        seen += n
+        if seen >= share * total:
+            return float(bound) if bound != "inf" else finite[-1]
+    return finite[-1]
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def error_info(error_id: int) -> dict[str, Any]:
+    """Name, group and the seed's description of a GSM error code."""
+    known = GSM_ERRORS.get(error_id)
+    if known is None:
+        return {"id": error_id, "name": f"error {error_id}", "description": "not in Infobip's table",
+                "groupName": None, "permanent": None}
+    return {"id": error_id, "name": known.name, "description": known.description,
+            "groupName": ERROR_GROUPS[known.group_id].name, "permanent": known.permanent}
+
+
+def group_descriptions() -> dict[str, str]:
+    return {g.name: g.description for g in STATUS_GROUPS.values()}
+
+
+def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
+    """The last 24 h from the hour hashes: per-minute series (the last 1,440 minutes) and, for
+    the current hour and the 23 before it, the funnel, errors and percentiles."""
+    now = time.time() if now is None else now
+    last_hour, last_minute = int(now // 3600), int(now // 60)
+    pipe = r.pipeline(transaction=False)
+    hours = range(last_hour - 24, last_hour + 1)  # 25: the first minutes of the window are in the 25th
+    for hour in hours:
+        pipe.hgetall(DASH_HOUR.format(hour=hour))
+    rows = dict(zip(hours, (_decoded(raw) for raw in pipe.execute()), strict=True))
+    minutes = range(last_minute - MINUTES + 1, last_minute + 1)
+
+    def series(name: str) -> list[int]:
+        return [rows[m // 60].get(f"{name}:{m % 60}", 0) for m in minutes]
+
+    total: Counter[str] = Counter()
+    for hour in hours[1:]:
+        total.update({k: v for k, v in rows[hour].items() if not k.startswith(("dlr:", "mo:"))})
+    groups = {g: total.get(f"g:{g}", 0) for g in GROUPS}
+    groups.update({k[2:]: v for k, v in total.items() if k.startswith("g:") and k[2:] not in groups})
+    errors = sorted(((int(k[2:]), v) for k, v in total.items() if k.startswith("e:") and v > 0),
+                    key=lambda item: -item[1])
+    delivery = histogram(total, "dt:", DELIVERY_BUCKETS)
+    lag = histogram(total, "lag:", LAG_BUCKETS)
+    return {
+        "start": minutes[0] * 60,
+        "reports": series("dlr"),
+        "inbound": series("mo"),
+        "totals": {"reports": total.get("dlr", 0), "inbound": total.get("mo", 0),
+                   "messages": total.get("msgs", 0)},
+        "groups": groups,
+        "errors": [{**error_info(e), "count": n} for e, n in errors[:10]],
+        "delivery": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
+                     "p99": percentile(delivery, 0.99), "count": sum(n for _, n in delivery)},
+        "lag": {"p50": percentile(lag, 0.5), "p99": percentile(lag, 0.99), "count": sum(n for _, n in lag)},
+    }
+
+
+def bulk_detail(r: Redis, bulk_id: str) -> dict[str, Any] | None:
+    """The bulk's totals (app/store.py) with its error breakdown and delivery-time histogram."""
+    bulk = store.get_bulk(r, bulk_id)
+    if bulk is None:
+        return None
+    fields = _decoded(r.hgetall(DASH_BULK.format(bulk_id=bulk_id)))
+    errors = sorted(((int(k[2:]), v) for k, v in fields.items() if k.startswith("e:") and v > 0),
+                    key=lambda item: -item[1])
+    delivery = histogram(fields, "dt:", DELIVERY_BUCKETS)
+    return {
+        **bulk,
+        "errors": [{**error_info(e), "count": n} for e, n in errors],
+        "deliveryTimes": delivery,
+        "deliveryPercentiles": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
+                                "p99": percentile(delivery, 0.99)},
+    }
+
+
+def bulk_ids(r: Redis, offset: int = 0, limit: int = 25) -> tuple[list[str], int]:
+    """Newest first (by first report); bulks from before the dashboard by last change."""
+    index = DASH_BULKS if r.exists(DASH_BULKS) else INDEX_BULKS
+    ids = [b.decode() for b in r.zrevrange(index, offset, offset + limit - 1)]
+    return ids, r.zcard(index)
+
+
+def bulks_page(r: Redis, offset: int = 0, limit: int = 25) -> tuple[list[dict[str, Any]], int]:
+    ids, count = bulk_ids(r, offset, limit)
+    found = (store.get_bulk(r, bulk_id) for bulk_id in ids)
+    return [bulk for bulk in found if bulk], count
+
+
+def answer_times(r: Redis, consumers: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    pipe = r.pipeline(transaction=False)
+    for name in consumers:
+        pipe.hgetall(DASH_ANSWER.format(consumer=name))
+    out = {}
+    for name, raw in zip(consumers, pipe.execute(), strict=True):
+        buckets = histogram(_decoded(raw), "a:", ANSWER_BUCKETS)
+        out[name] = {"p50": percentile(buckets, 0.5), "p99": percentile(buckets, 0.99)}
+    return out
+
+
+def reconciliation(r: Redis, config: Any) -> dict[str, Any] | None:
+    """Reconciliation state (SPEC §9.3) when that feature is built and configured, else None."""
+    if not config.get("INFOBIP_BASE_URL"):
+        return None
+    try:
+        from app.infobip import reconcile  # built alongside (issue 14); absent on older trees
+    except ImportError:
+        return None
+    reader = getattr(reconcile, "status", None) or getattr(reconcile, "state", None)
+    try:
+        return reader(r) if callable(reader) else None
+    except Exception:  # a reader of another branch must not take the overview down
+        return None
