@@ -14,6 +14,7 @@ from typing import Any
 
 from environs import Env
 
+from app.connection import addresses
 from app.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -46,6 +47,13 @@ def load() -> dict[str, Any]:
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
         "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
+        # SPEC §12: Sentinel and replicated writes (app/connection.py).
+        "REDIS_SENTINELS": env.str("REDIS_SENTINELS", "") or None,  # "host:port,host:port"
+        "REDIS_SENTINEL_MASTER": env.str("REDIS_SENTINEL_MASTER", "mymaster"),
+        "REDIS_PASSWORD": env.str("REDIS_PASSWORD", "") or None,
+        "REDIS_SENTINEL_PASSWORD": env.str("REDIS_SENTINEL_PASSWORD", "") or None,
+        "REDIS_MIN_REPLICAS": env.int("REDIS_MIN_REPLICAS", 0),
+        "REDIS_WAIT_MS": env.int("REDIS_WAIT_MS", 500),
     }
 
 
@@ -68,6 +76,7 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    check_redis(config)
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")
@@ -77,3 +86,16 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": int(config["MAX_BODY_BYTES"]),
         "RETENTION_SECONDS": int(config["RETENTION_DAYS"]) * 86400,
     }
+
+
+def check_redis(config: Mapping[str, Any]) -> None:
+    """SPEC §12: sentinel addresses that parse, and a WAIT that can be satisfied at all."""
+    if config.get("REDIS_SENTINELS"):
+        try:
+            addresses(config["REDIS_SENTINELS"])
+        except ValueError as err:
+            raise ConfigError(f"REDIS_SENTINELS: {err}") from err
+    if int(config.get("REDIS_MIN_REPLICAS", 0)) < 0:
+        raise ConfigError("REDIS_MIN_REPLICAS must be at least 0")
+    if int(config.get("REDIS_MIN_REPLICAS", 0)) and int(config.get("REDIS_WAIT_MS", 0)) < 1:
+        raise ConfigError("REDIS_WAIT_MS must be at least 1 when REDIS_MIN_REPLICAS is set")

@@ -74,11 +74,11 @@ def main() -> int:
     if not (env.get("WEBHOOK_TOKEN") or env.get("WEBHOOK_BASIC_USER")):
         env["WEBHOOK_TOKEN"] = generated["token"]
     env.setdefault("API_KEYS", generated["api_key"])
-    url = env["REDIS_URL"]
     # RQ's abandoned-job check every 15 s, heartbeats every 10 s: a job whose worker died is seen
     # within ~85 s (its heartbeat TTL is the interval + 60 s), not RQ's default 10+ minutes.
     # The sweep takes its claimed batch over sooner still (docs/RELIABILITY.md).
-    rq_worker = [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler",
+    # RQ finds Redis as the Procfile says: workers/rq_settings.py (REDIS_URL, or Sentinel).
+    rq_worker = [str(BIN / "rq"), "worker", "-c", "workers.rq_settings", "--with-scheduler",
                  "--maintenance-interval", "15", "--job-monitoring-interval", "10"]
     commands = {
         "web": [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
@@ -86,7 +86,7 @@ def main() -> int:
         # Two delivery workers: a consumer that hangs holds one, the others keep flowing.
         "deliverer-1": [*rq_worker, DELIVERY_QUEUE],
         "deliverer-2": [*rq_worker, DELIVERY_QUEUE],
-        "scheduler": [str(BIN / "rq"), "cron", "--url", url, "workers.cron"],
+        "scheduler": [str(BIN / "rq"), "cron", "-c", "workers.rq_settings", "workers.cron"],
     }
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     stopping = False
