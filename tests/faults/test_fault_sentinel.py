@@ -1,0 +1,119 @@
+"""The Sentinel primary SIGKILLed under load (SPEC §12, docs/RELIABILITY.md).
+
+A primary, two replicas and three sentinels (tools/redis_topology.py); every process of the
+Procfile finds the primary through the sentinels (REDIS_SENTINELS) and writes with
+REDIS_MIN_REPLICAS=1: ingest answers 200 only once a replica holds the report too. The primary
+is SIGKILLed while Infobip (the load client) posts reports; the sentinels promote a replica,
+and every process moves to it by itself. Until then ingest answers 503 with Retry-After (never
+a 500); the load client resends. In the end every report answered 200 is in the new primary's
+state and delivered once by event id, and the time from the kill until ingest answers 200
+again is measured.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.connection import make_client
+from tests.consumers import ConsumerServer
+from tests.faults.harness import (
+    LoadClient,
+    Stack,
+    assert_no_secret_in_logs,
+    assert_nothing_lost,
+    report_figures,
+    wait_for,
+)
+from tools.redis_topology import SentinelTopology
+
+pytestmark = pytest.mark.faults
+
+UNUSED_URL = "redis://127.0.0.1:1/0"  # REDIS_SENTINELS wins over REDIS_URL
+
+
+class Topology:
+    """What the harness's Stack needs of its Redis (start, stop, url, data_dir), for a topology."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.topology = SentinelTopology(tmp / "topology")
+        self.url = UNUSED_URL
+        self.data_dir = self.topology.nodes[0].data_dir  # the first primary's log for Stack.logs
+
+    def start(self) -> None:
+        self.topology.start()
+
+    def stop(self) -> None:
+        self.topology.stop()
+
+
+class SentinelStack(Stack):
+    def __init__(self, tmp: Path, consumer: ConsumerServer) -> None:
+        super().__init__(tmp, consumer)
+        self.redis_server = Topology(tmp)  # type: ignore[assignment]
+        self.topology = self.redis_server.topology
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), **self.topology.env(), "REDIS_MIN_REPLICAS": "1", "REDIS_WAIT_MS": "1000"}
+
+    @property
+    def r(self) -> redis.Redis:
+        if self._client is None:
+            self._client = make_client({"REDIS_URL": UNUSED_URL, **self.topology.env()})
+        return self._client
+
+
+@pytest.fixture
+def sentinel_stack(tmp_path: Path, consumer: ConsumerServer):
+    running = SentinelStack(tmp_path, consumer)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def back_to_200(client: LoadClient, killed_at: float) -> tuple[float | None, float | None]:
+    """Seconds from the kill to the first answer that was not 200, and to the first 200 after it."""
+    after = [(t, status) for t, status in list(client.timeline) if t >= killed_at]
+    refused = next((t for t, status in after if status != 200), None)
+    if refused is None:
+        return None, 0.0
+    back = next((t for t, status in after if t > refused and status == 200), None)
+    return round(refused - killed_at, 1), (round(back - killed_at, 1) if back else None)
+
+
+def test_sentinel_primary_sigkilled_under_load_loses_nothing_acknowledged(sentinel_stack, consumer):
+    stack = sentinel_stack
+    client = LoadClient(stack.port, "sentinel", rate=10, size=20, mo_every=5).start()
+    try:
+        wait_for(lambda: len(client.acked) >= 200, 60, "the load to be acknowledged")
+        acked_before = len(client.acked)
+        old = stack.topology.kill_primary()
+        killed_at = time.monotonic()
+        new = stack.topology.wait_failover(old, timeout=60)
+        promoted_after = round(time.monotonic() - killed_at, 1)
+        acked_at_failover = len(client.acked)
+        wait_for(lambda: len(client.acked) > acked_at_failover, 60, "ingest to answer 200 again")
+        time.sleep(5)  # steady load on the new primary
+        client.finish(120)
+    finally:
+        client.halt()
+    figures = assert_nothing_lost(stack, client, consumer)
+    first_refused, first_200 = back_to_200(client, killed_at)
+    assert first_200 is not None, "ingest answered 200 again after the failover"
+    assert all(value and value.isdigit() for value in client.retry_after), "every 503 has Retry-After"
+    with new.client() as c:
+        assert c.info("replication")["connected_slaves"] == 1  # the other replica follows it
+    figures.update({
+        "acknowledgedBeforeKill": acked_before,
+        "secondsFromKillToNewPrimary": promoted_after,
+        "secondsFromKillToFirstRefusal": first_refused,
+        "secondsFromKillToFirst200": first_200,
+        "retryAfterValues": dict(client.retry_after),
+    })
+    report_figures("sentinel_primary_sigkill", figures)
+    assert_no_secret_in_logs(stack)
