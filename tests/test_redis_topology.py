@@ -40,6 +40,10 @@ def test_sentinel_topology_replicates_and_fails_over(tmp_path: Path):
             assert c.get("kept") == b"yes"
             c.set("after", 1)
             assert c.wait(1, 5000) == 1, "the other replica follows the new primary"
+        topology.rejoin(old)
+        with new.client() as c:
+            c.set("rejoined", 1)
+            assert c.wait(2, 5000) == 2, "the old primary is a replica again"
     finally:
         topology.stop()
     assert alive([*topology.nodes, *topology.sentinels]) == []

@@ -245,6 +245,13 @@ class SentinelTopology:
                        f"replica {replica.port} to follow the new primary")
         return new
 
+    def rejoin(self, old: Node, timeout: float = 30.0) -> None:
+        """Restart a killed former primary on its data; the sentinels make it a replica of the
+        current primary (as a restarted host would be)."""
+        old.start()
+        wait_until(lambda: old.info()["role"] == "slave" and old.info()["master_port"] == self.primary().port
+                   and old.info()["master_link_status"] == "up", timeout, f"node {old.port} to rejoin")
+
 
 class ClusterTopology:
     """`primaries` primaries with `replicas_each` replicas each, slots split evenly."""

@@ -66,14 +66,7 @@ class SentinelStack(Stack):
         return self._client
 
 
-@pytest.fixture
-def sentinel_stack(tmp_path: Path, consumer: ConsumerServer):
-    running = SentinelStack(tmp_path, consumer)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
+STACK = SentinelStack  # the `stack` fixture (tests/faults/conftest.py) starts this one
 
 
 def back_to_200(client: LoadClient, killed_at: float) -> tuple[float | None, float | None]:
@@ -86,28 +79,25 @@ def back_to_200(client: LoadClient, killed_at: float) -> tuple[float | None, flo
     return round(refused - killed_at, 1), (round(back - killed_at, 1) if back else None)
 
 
-def test_sentinel_primary_sigkilled_under_load_loses_nothing_acknowledged(sentinel_stack, consumer):
-    stack = sentinel_stack
-    client = LoadClient(stack.port, "sentinel", rate=10, size=20, mo_every=5).start()
-    try:
-        wait_for(lambda: len(client.acked) >= 200, 60, "the load to be acknowledged")
-        acked_before = len(client.acked)
-        old = stack.topology.kill_primary()
-        killed_at = time.monotonic()
-        new = stack.topology.wait_failover(old, timeout=60)
-        promoted_after = round(time.monotonic() - killed_at, 1)
-        acked_at_failover = len(client.acked)
-        wait_for(lambda: len(client.acked) > acked_at_failover, 60, "ingest to answer 200 again")
-        time.sleep(5)  # steady load on the new primary
-        client.finish(120)
-    finally:
-        client.halt()
+def test_sentinel_primary_sigkilled_under_load_loses_nothing_acknowledged(stack, load, consumer):
+    client = load(rate=10, size=20, mo_every=5)
+    wait_for(lambda: len(client.acked) >= 200, 60, "the load to be acknowledged")
+    acked_before = len(client.acked)
+    old = stack.topology.kill_primary()
+    killed_at = time.monotonic()
+    new = stack.topology.wait_failover(old, timeout=60)
+    promoted_after = round(time.monotonic() - killed_at, 1)
+    acked_at_failover = len(client.acked)
+    wait_for(lambda: len(client.acked) > acked_at_failover, 60, "ingest to answer 200 again")
+    stack.topology.rejoin(old)  # the old primary's host comes back: a replica of the new one
+    time.sleep(5)  # steady load on the new primary
+    client.finish(120)
     figures = assert_nothing_lost(stack, client, consumer)
     first_refused, first_200 = back_to_200(client, killed_at)
     assert first_200 is not None, "ingest answered 200 again after the failover"
     assert all(value and value.isdigit() for value in client.retry_after), "every 503 has Retry-After"
     with new.client() as c:
-        assert c.info("replication")["connected_slaves"] == 1  # the other replica follows it
+        assert c.info("replication")["connected_slaves"] == 2  # the other replica and the old primary
     figures.update({
         "acknowledgedBeforeKill": acked_before,
         "secondsFromKillToNewPrimary": promoted_after,
