@@ -54,6 +54,7 @@ def load() -> dict[str, Any]:
         "REDIS_SENTINEL_PASSWORD": env.str("REDIS_SENTINEL_PASSWORD", "") or None,
         "REDIS_MIN_REPLICAS": env.int("REDIS_MIN_REPLICAS", 0),
         "REDIS_WAIT_MS": env.int("REDIS_WAIT_MS", 500),
+        "REDIS_CLUSTER_NODES": env.str("REDIS_CLUSTER_NODES", "") or None,  # refused until built
     }
 
 
@@ -90,6 +91,9 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_redis(config: Mapping[str, Any]) -> None:
     """SPEC §12: sentinel addresses that parse, and a WAIT that can be satisfied at all."""
+    if config.get("REDIS_CLUSTER_NODES"):  # silently running on REDIS_URL instead would mislead
+        raise ConfigError("REDIS_CLUSTER_NODES: the data plane does not run on a Redis Cluster yet "
+                          "(docs/SCALING.md); use REDIS_URL or REDIS_SENTINELS")
     if config.get("REDIS_SENTINELS"):
         try:
             addresses(config["REDIS_SENTINELS"])

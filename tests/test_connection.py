@@ -56,6 +56,8 @@ def test_sentinel_addresses_parse_or_stop_start_up():
         check_redis({"REDIS_MIN_REPLICAS": -1})
     with pytest.raises(ConfigError, match="REDIS_WAIT_MS"):
         check_redis({"REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 0})
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER_NODES"):
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000"})
 
 
 def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
