@@ -95,6 +95,9 @@ def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
     for replica in sentinels.replicas():  # WAIT 2 returned: both replicas hold the items already
         with replica.client() as c:
             assert sum(c.llen(INBOX.format(lane=lane)) for lane in range(4)) == 2
+    assert app.test_client().get("/readyz").json["redisReplicas"] == 2
+    metrics = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"})
+    assert "receiver_redis_replicas 2.0" in metrics.text
 
 
 def test_transactions_wait_on_their_own_connection(sentinels, config):
