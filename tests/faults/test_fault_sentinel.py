@@ -107,3 +107,36 @@ def test_sentinel_primary_sigkilled_under_load_loses_nothing_acknowledged(stack,
     })
     report_figures("sentinel_primary_sigkill", figures)
     assert_no_secret_in_logs(stack)
+
+
+def test_both_replicas_lost_ingest_refuses_until_one_is_back(stack, load, consumer):
+    """REDIS_MIN_REPLICAS=1 with no replica left: the primary still takes writes, but nothing is
+    acknowledged that a failover could lose. Ingest answers 503 `not_replicated` (Retry-After 5),
+    drain jobs fail and are retried; once a replica is back, all of it goes through, once."""
+    client = load(rate=10, size=20, mo_every=5)
+    wait_for(lambda: len(client.acked) >= 100, 60, "the load to be acknowledged")
+    primary = stack.topology.primary()
+    replicas = stack.topology.replicas()
+    for replica in replicas:
+        replica.kill()
+    killed_at = time.monotonic()
+    wait_for(lambda: client.retry_after["5"] >= 3, 60, "ingest to answer 503 not_replicated")
+    time.sleep(3)
+    for replica in replicas:
+        replica.start()  # same port, same data; it resyncs from the primary
+    back_at = time.monotonic()
+    acked_when_back = len(client.acked)
+    wait_for(lambda: len(client.acked) > acked_when_back, 60, "ingest to answer 200 again")
+    first_200 = round(time.monotonic() - back_at, 1)
+    time.sleep(3)
+    client.finish(120)
+    figures = assert_nothing_lost(stack, client, consumer)
+    assert stack.topology.primary() is primary, "no failover: the primary was never down"
+    figures.update({
+        "secondsWithoutReplicas": round(back_at - killed_at, 1),
+        "answersNotReplicated": client.retry_after["5"],
+        "retryAfterValues": dict(client.retry_after),
+        "secondsFromReplicasBackToFirst200": first_200,
+        "drainJobsFailedNotReplicated": stack.procs["worker"].log.read_text().count("NotReplicated: "),
+    })
+    report_figures("sentinel_replicas_lost", figures)
