@@ -22,25 +22,24 @@ from typing import Any
 
 import redis
 
+from tools import wait
 from tools.redis_server import EmbeddedRedis, find_binary, free_port
 
 HOST = "127.0.0.1"
 SLOTS = 16384
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `predicate` (Redis errors count as "not yet") until truthy; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    """tools.wait.wait_for, with Redis errors (a node still starting, a failover under way)
+    counting as "not yet"."""
+
+    def ready() -> Any:
         try:
-            value = predicate()
+            return predicate()
         except (redis.RedisError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout}s for {what}")
-        time.sleep(interval)
+            return None
+
+    wait.wait_for(ready, timeout, what)
 
 
 def cluster_port() -> int:
@@ -338,8 +337,9 @@ class ClusterTopology:
         """Wait until a replica of the killed primary `old` is a primary and every live node
         sees the cluster ok again; returns that replica."""
         candidates = self.replicas_of(old)
-        new = wait_until(lambda: next((n for n in candidates if n.info()["role"] == "master"), None),
-                         timeout, f"a replica of {old.port} to take over")
+        wait_until(lambda: any(n.info()["role"] == "master" for n in candidates), timeout,
+                   f"a replica of {old.port} to take over")
+        new = next(n for n in candidates if n.info()["role"] == "master")
         for node in self.live():
             wait_until(lambda n=node: self._ok(n), timeout, f"node {node.port} to see the cluster ok")
         return new
