@@ -96,7 +96,8 @@ def test_sentinel_primary_sigkilled_under_load_loses_nothing_acknowledged(stack,
     first_refused, first_200 = back_to_200(client, killed_at)
     assert first_200 is not None, "ingest answered 200 again after the failover"
     assert all(value and value.isdigit() for value in client.retry_after), "every 503 has Retry-After"
-    with new.client() as c:
+    assert new is not old
+    with stack.topology.primary().client() as c:  # `new`, unless the sentinels failed over again
         assert c.info("replication")["connected_slaves"] == 2  # the other replica and the old primary
     figures.update({
         "acknowledgedBeforeKill": acked_before,
