@@ -13,6 +13,7 @@ after a partial start.
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -350,6 +351,8 @@ def main(argv: list[str]) -> int:
     kind = argv[0] if argv else "sentinel"
     base = Path(argv[1] if len(argv) > 1 else f"var/{kind}")
     topology = SentinelTopology(base) if kind == "sentinel" else ClusterTopology(base)
+    # The servers run in sessions of their own: a SIGTERM to us must still stop them (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     topology.start()
     print("\n".join(f"export {k}={v}" for k, v in topology.env().items()), flush=True)
     print("Ctrl-C stops it.", flush=True)

@@ -43,13 +43,19 @@ def port_is_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def redis_text(env: dict[str, str]) -> str:
+    if env.get("REDIS_SENTINELS"):  # e.g. from `python -m tools.redis_topology sentinel`
+        return f"sentinels {env['REDIS_SENTINELS']} ({env.get('REDIS_SENTINEL_MASTER', 'mymaster')})"
+    return env["REDIS_URL"]
+
+
 def banner(env: dict[str, str]) -> str:
     base = env.get("PUBLIC_URL") or f"http://{socket.gethostname()}:{env['PORT']}"
     token = env.get("WEBHOOK_TOKEN", "")
     return "\n".join([
         "",
         "Infobip receiver is running (development mode).",
-        f"  Redis:           {env['REDIS_URL']}",
+        f"  Redis:           {redis_text(env)}",
         f"  notifyUrl (DLR): {base}/infobip/dlr?token={token}",
         f"  MO forward URL:  {Template.paste_url(f'{base}/infobip/mo?token={token}')}",
         f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
@@ -66,7 +72,7 @@ def main() -> int:
     env["DEV_MODE"] = "1"
     env.setdefault("LOG_FORMAT", "text")  # readable lines here; JSON (the default) in production
     redis_server = None
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         port = 6379 if port_is_free(6379) else free_port()
         redis_server = EmbeddedRedis(VAR / "redis", port=port).start()
         env["REDIS_URL"] = redis_server.url
