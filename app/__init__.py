@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config, logs
-from app.connection import make_client
+from app.connection import Replication, make_client
 from app.errors import ReceiverError, StoreUnavailable
 from app.group_commit import GroupCommit
 from app.mo_template import Template
@@ -72,8 +72,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.config.update(config.check(app.config))
-    app.extensions["redis"] = make_client(app.config["REDIS_URL"])
-    app.extensions["group_commit"] = GroupCommit(app.extensions["redis"], app.config["QUARANTINE_MAX"])
+    app.extensions["redis"] = make_client(app.config)
+    app.extensions["group_commit"] = GroupCommit(app.extensions["redis"], app.config["QUARANTINE_MAX"],
+                                                 replication=Replication.from_config(app.config))
     template = app.config["MO_URL_TEMPLATE"]
     app.extensions["mo_template"] = Template.parse(template) if template else Template.default()
     if app.config["TRUSTED_PROXIES"]:

@@ -15,14 +15,17 @@ from app.keys import DELIVERY_QUEUE, INBOX, PARTS_PENDING, QUARANTINE, QUEUE_NAM
 
 def backlog(r: Redis, lanes: int) -> dict[str, Any]:
     """Items in the inbox lanes (and the oldest one's age), RQ jobs queued, live workers,
-    quarantine size, long MO being reassembled. Raises RedisError when Redis is away."""
+    quarantine size, long MO being reassembled, replicas connected to the primary (with
+    REDIS_MIN_REPLICAS, fewer than that means ingest answers 503). Raises RedisError when
+    Redis is away."""
     pipe = r.pipeline(transaction=False)
     for lane in range(lanes):
         pipe.llen(INBOX.format(lane=lane))
         pipe.lindex(INBOX.format(lane=lane), 0)
     pipe.llen(QUARANTINE)
     pipe.zcard(PARTS_PENDING)
-    *per_lane, quarantined, parts = pipe.execute()
+    pipe.info("replication")
+    *per_lane, quarantined, parts, replication = pipe.execute()
     heads = [orjson.loads(head)["receivedAt"] for head in per_lane[1::2] if head]
     oldest = min((epoch(text) for text in heads), default=None)
     return {
@@ -32,4 +35,5 @@ def backlog(r: Redis, lanes: int) -> dict[str, Any]:
         "workers": len(Worker.all(connection=r)),
         "quarantined": quarantined,
         "moPartsPending": parts,
+        "redisReplicas": replication.get("connected_slaves", 0),
     }

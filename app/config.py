@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from environs import Env
 
 from app.codes import LANGUAGES
+from app.connection import addresses
 from app.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -75,6 +76,14 @@ def load() -> dict[str, Any]:
         # Failed sign-ins allowed per source address in DASHBOARD_LOGIN_WINDOW seconds.
         "DASHBOARD_LOGIN_ATTEMPTS": env.int("DASHBOARD_LOGIN_ATTEMPTS", 5),
         "DASHBOARD_LOGIN_WINDOW": env.int("DASHBOARD_LOGIN_WINDOW", 900),
+        # SPEC §12: Sentinel and replicated writes (app/connection.py).
+        "REDIS_SENTINELS": env.str("REDIS_SENTINELS", "") or None,  # "host:port,host:port"
+        "REDIS_SENTINEL_MASTER": env.str("REDIS_SENTINEL_MASTER", "mymaster"),
+        "REDIS_PASSWORD": env.str("REDIS_PASSWORD", "") or None,
+        "REDIS_SENTINEL_PASSWORD": env.str("REDIS_SENTINEL_PASSWORD", "") or None,
+        "REDIS_MIN_REPLICAS": env.int("REDIS_MIN_REPLICAS", 0),
+        "REDIS_WAIT_MS": env.int("REDIS_WAIT_MS", 500),
+        "REDIS_CLUSTER_NODES": env.str("REDIS_CLUSTER_NODES", "") or None,  # refused until built
     }
 
 
@@ -101,6 +110,7 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     if config["CODE_DESCRIPTIONS"] not in LANGUAGES:
         raise ConfigError(f"CODE_DESCRIPTIONS must be one of {', '.join(LANGUAGES)}")
     check_infobip(config)
+    check_redis(config)
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")
@@ -143,3 +153,17 @@ def check_infobip(config: Mapping[str, Any]) -> None:
                           "INFOBIP_PASSWORD")
     if not float(config.get("INFOBIP_TIMEOUT", 10.0)) > 0:
         raise ConfigError("INFOBIP_TIMEOUT must be more than 0 seconds")
+def check_redis(config: Mapping[str, Any]) -> None:
+    """SPEC §12: sentinel addresses that parse, and a WAIT that can be satisfied at all."""
+    if config.get("REDIS_CLUSTER_NODES"):  # silently running on REDIS_URL instead would mislead
+        raise ConfigError("REDIS_CLUSTER_NODES: the data plane does not run on a Redis Cluster yet "
+                          "(docs/SCALING.md); use REDIS_URL or REDIS_SENTINELS")
+    if config.get("REDIS_SENTINELS"):
+        try:
+            addresses(config["REDIS_SENTINELS"])
+        except ValueError as err:
+            raise ConfigError(f"REDIS_SENTINELS: {err}") from err
+    if int(config.get("REDIS_MIN_REPLICAS", 0)) < 0:
+        raise ConfigError("REDIS_MIN_REPLICAS must be at least 0")
+    if int(config.get("REDIS_MIN_REPLICAS", 0)) and int(config.get("REDIS_WAIT_MS", 0)) < 1:
+        raise ConfigError("REDIS_WAIT_MS must be at least 1 when REDIS_MIN_REPLICAS is set")

@@ -1,16 +1,128 @@
-"""The Redis client of the web tier, made once per app by `create_app()`."""
+"""The one place a Redis client is made (SPEC §12), for every process.
+
+- `make_client(config)`: through Sentinel when `REDIS_SENTINELS` is set (redis-py's
+  `Sentinel(...).master_for(...)`: every new connection asks the sentinels where the primary is,
+  and a connection to a demoted primary is dropped, so the client follows a failover), else
+  `REDIS_URL`. A plain URL string is still accepted and means that URL.
+- `rq_settings(config)`: the same choice in RQ's own settings (`SENTINEL` dict or `REDIS_URL`),
+  which `rq worker -c workers.rq_settings` and `rq cron -c ...` read (Procfile).
+- `Replication`: `REDIS_MIN_REPLICAS` / `REDIS_WAIT_MS`. A write that must survive a failover
+  is followed by `WAIT` on the connection that made it; fewer confirmations than required
+  raise `NotReplicated` (503 at ingest, a failed and retried job in a worker). With the
+  default 0 nothing is sent: a single Redis pays nothing for it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from flask import current_app
 from redis import Redis
+from redis.client import Pipeline
+from redis.sentinel import Sentinel
+
+from app.errors import NotReplicated
+
+# Short timeouts: when Redis is unreachable, ingest must answer 503 quickly so Infobip
+# retries later, instead of holding its connection until it gives up on us.
+TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+# A sentinel that does not answer within a second is skipped for the next one.
+SENTINEL_TIMEOUTS = {"socket_timeout": 1, "socket_connect_timeout": 1}
 
 
-def make_client(url: str) -> Redis:
-    # Short timeouts: when Redis is unreachable, ingest must answer 503 quickly so Infobip
-    # retries later, instead of holding its connection until it gives up on us.
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+def addresses(value: list[str] | str) -> list[tuple[str, int]]:
+    """"h1:26379,h2:26379" (or its list) as [(host, port)]; raises ValueError when malformed."""
+    items = value.split(",") if isinstance(value, str) else value
+    found = []
+    for item in (i.strip() for i in items if i.strip()):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{item!r} is not host:port")
+        found.append((host, int(port)))
+    return found
+
+
+def make_client(source: Mapping[str, Any] | str) -> Redis:
+    """A client of the primary: through Sentinel when the config names sentinels, else REDIS_URL."""
+    if isinstance(source, str):
+        return Redis.from_url(source, **TIMEOUTS)
+    if source.get("REDIS_SENTINELS"):
+        return sentinel(source).master_for(source["REDIS_SENTINEL_MASTER"], **TIMEOUTS)
+    password = source.get("REDIS_PASSWORD")
+    return Redis.from_url(source["REDIS_URL"], **TIMEOUTS, **({"password": password} if password else {}))
+
+
+def sentinel(config: Mapping[str, Any]) -> Sentinel:
+    return Sentinel(
+        addresses(config["REDIS_SENTINELS"]),
+        sentinel_kwargs={**SENTINEL_TIMEOUTS, "password": config.get("REDIS_SENTINEL_PASSWORD")},
+        password=config.get("REDIS_PASSWORD"),
+    )
+
+
+def rq_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """RQ's settings for the same Redis as `make_client(config)` (rq.cli.helpers reads them)."""
+    if not config.get("REDIS_SENTINELS"):
+        return {"REDIS_URL": config["REDIS_URL"], "SENTINEL": None}
+    return {
+        "REDIS_URL": None,
+        "SENTINEL": {
+            "INSTANCES": addresses(config["REDIS_SENTINELS"]),
+            "MASTER_NAME": config["REDIS_SENTINEL_MASTER"],
+            "PASSWORD": config.get("REDIS_PASSWORD"),
+            # The worker raises the socket timeout above its blocking dequeue's by itself.
+            "CONNECTION_KWARGS": {k: v for k, v in TIMEOUTS.items() if k != "socket_timeout"},
+            "SENTINEL_KWARGS": {**SENTINEL_TIMEOUTS, "password": config.get("REDIS_SENTINEL_PASSWORD")},
+        },
+    }
 
 
 def get_redis() -> Redis:
     return current_app.extensions["redis"]
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many replicas must hold a write before it counts as done, and how long to wait."""
+
+    replicas: int = 0
+    timeout_ms: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Replication:
+        return cls(int(config.get("REDIS_MIN_REPLICAS", 0)), int(config.get("REDIS_WAIT_MS", 0)))
+
+    def check(self, acks: int | None) -> None:
+        """Raise NotReplicated unless `acks` (WAIT's answer) reaches the required count."""
+        if self.replicas and (acks or 0) < self.replicas:
+            raise NotReplicated(f"{acks or 0} of {self.replicas} replicas confirmed the write "
+                                f"within {self.timeout_ms} ms; retry later")
+
+    def transaction(self, r: Redis) -> Pipeline:
+        """A MULTI/EXEC pipeline of `r` that, when replicas are required, sends WAIT after EXEC
+        (its answer in `.acks`)."""
+        if not self.replicas:
+            return r.pipeline(transaction=True)
+        return WaitingPipeline(r, self.replicas, self.timeout_ms)
+
+
+NO_REPLICAS = Replication()
+
+
+class WaitingPipeline(Pipeline):
+    """MULTI/EXEC, then WAIT on the same connection. WAIT counts the replicas that hold the
+    writes of the connection it is sent on; a pipeline gives its connection back to the pool
+    when it is done, so WAIT must be sent here, before that."""
+
+    def __init__(self, r: Redis, replicas: int, timeout_ms: int) -> None:
+        super().__init__(r.connection_pool, r.response_callbacks, True, None)
+        self.replicas, self.timeout_ms = replicas, timeout_ms
+        self.acks: int | None = None
+
+    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> list:
+        result = super()._execute_transaction(connection, commands, raise_on_error)
+        connection.send_command("WAIT", self.replicas, self.timeout_ms)
+        self.acks = int(connection.read_response())
+        return result

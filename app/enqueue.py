@@ -35,6 +35,7 @@ from redis import Redis, RedisError
 from redis.client import Pipeline
 from rq import Queue, Retry
 
+from app.connection import NO_REPLICAS, Replication
 from app.keys import (
     BATCH_PREFIX,
     CLAIMED,
@@ -207,13 +208,17 @@ return taken
 """
 
 
-def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000) -> None:
+def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000,
+         replication: Replication = NO_REPLICAS) -> None:
     """Durably append the items of `writes` to their lanes (and their quarantine records) in
     one atomic step (`_PUSH`), then kick a drain job for every lane that had none.
 
     Raises redis errors to the caller: then none of `writes` can be answered 200. A kick that
     fails after the push only delays the lane until the sweep kicks it (its lock expires after
-    LOCK_TTL); the items are in Redis, so it is logged, not raised.
+    LOCK_TTL); the items are in Redis, so it is logged, not raised. When `replication` requires
+    replicas, WAIT follows the script on its connection, in the same round trip; too few
+    confirmations raise NotReplicated after the kicks (the items are on the primary: they are
+    drained whether or not the answer was 200).
     """
     items: dict[int, list[bytes]] = {}
     for write in writes:
@@ -225,8 +230,14 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000) -> None:
     counts = [arg for job_id, found in zip(job_ids, items.values(), strict=True)
               for arg in (job_id, len(found))]
     records = [write.quarantine for write in writes if write.quarantine is not None]
-    taken = r.eval(_PUSH, len(keys) + 1, *keys, QUARANTINE, LOCK_TTL, quarantine_max, *counts,
-                   *(item for found in items.values() for item in found), *records)
+    args = (_PUSH, len(keys) + 1, *keys, QUARANTINE, LOCK_TTL, quarantine_max, *counts,
+            *(item for found in items.values() for item in found), *records)
+    acks = None
+    if replication.replicas:  # one connection: WAIT counts what this connection wrote
+        taken, acks = r.pipeline(transaction=False).eval(*args).wait(
+            replication.replicas, replication.timeout_ms).execute()
+    else:
+        taken = r.eval(*args)
     for channel, job_id, kick in zip(channels, job_ids, taken, strict=True):
         if kick:
             try:
@@ -234,6 +245,7 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000) -> None:
             except RedisError as err:
                 log.warning("drain job for lane %s not enqueued (%s); the sweep will kick it",
                             channel.arg, err.__class__.__name__)
+    replication.check(acks)
 
 
 def add_to_quarantine(pipe: Pipeline, record: bytes, quarantine_max: int) -> None:

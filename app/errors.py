@@ -74,3 +74,12 @@ class StoreUnavailable(ReceiverError):
     status = 503
     error = "store_unavailable"
     retry_after = 30
+
+
+class NotReplicated(StoreUnavailable):
+    """Redis took the write, but fewer replicas than REDIS_MIN_REPLICAS confirmed it within
+    REDIS_WAIT_MS (SPEC §12): a failover now could lose it, so it is not acknowledged. Infobip
+    resends; the resent report is applied once."""
+
+    error = "not_replicated"
+    retry_after = 5

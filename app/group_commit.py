@@ -21,8 +21,9 @@ import threading
 
 from redis import Redis, RedisError
 
+from app.connection import NO_REPLICAS, Replication
 from app.enqueue import Write, push
-from app.errors import StoreUnavailable
+from app.errors import NotReplicated, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ class _Pending:
 class GroupCommit:
     """One per web app (`create_app`): the hand-off of every ingest request of the process."""
 
-    def __init__(self, r: Redis, quarantine_max: int, wait: float = COMMIT_WAIT) -> None:
+    def __init__(self, r: Redis, quarantine_max: int, wait: float = COMMIT_WAIT,
+                 replication: Replication = NO_REPLICAS) -> None:
         self.r = r
         self.quarantine_max = quarantine_max
+        self.replication = replication
         self.wait = wait
         self._queued: list[_Pending] = []
         self._queue_lock = threading.Lock()  # guards _queued; held for list operations only
@@ -68,6 +71,8 @@ class GroupCommit:
             self._commit_lock.release()
         if not pending.done:  # the thread writing its batch stopped mid-write, past `except`
             raise StoreUnavailable("the write carrying the request did not finish; retry later")
+        if isinstance(pending.error, NotReplicated):
+            raise pending.error
         if pending.error is not None:
             raise StoreUnavailable("Redis cannot take the request; retry later") from pending.error
 
@@ -77,9 +82,9 @@ class GroupCommit:
         if not batch:  # ours was in a batch taken by a writer that stopped (see push)
             return
         try:
-            push(self.r, [p.write for p in batch], self.quarantine_max)
+            push(self.r, [p.write for p in batch], self.quarantine_max, self.replication)
         except Exception as err:  # every request of the batch answers 503; Infobip resends
-            if isinstance(err, RedisError):
+            if isinstance(err, (RedisError, NotReplicated)):
                 log.warning("redis unavailable: %s", err.__class__.__name__)
             else:
                 log.exception("hand-off failed")  # a bug: say so once, not once per request

@@ -18,6 +18,7 @@ from redis import Redis
 
 from app import dlr, enqueue, mo, number, quarantine
 from app.clock import now_text
+from app.connection import Replication
 from app.keys import lane_of
 
 PARSERS = {"dlr": dlr, "mo": mo, "number": number}
@@ -62,9 +63,10 @@ def accept(r: Redis, config: Mapping[str, Any], kind: str, raw_items: list[Any],
            body: bytes, path: str, content_type: str = "application/json") -> dict[str, Any]:
     """Validate `raw_items` of one input (a pulled page, a PDU), mark each accepted item with its
     `source`, and write them and, if some were rejected, a quarantine record of `body` in one
-    atomic step. Returns `{"accepted": n, "rejected": [...]}` once that step is in Redis; raises
-    the RedisError otherwise (then nothing of this input was written, and the adapter must not
-    acknowledge it). `path` and `content_type` say where a quarantine replay sends `body`."""
+    atomic step. Returns `{"accepted": n, "rejected": [...]}` once that step is in Redis (and on
+    REDIS_MIN_REPLICAS replicas); raises the RedisError (or NotReplicated) otherwise: then the
+    adapter must not acknowledge the input (what was written is applied once all the same).
+    `path` and `content_type` say where a quarantine replay sends `body`."""
     accepted, rejected = validate(kind, raw_items, config.get("CODE_DESCRIPTIONS", "en"))
     for data in accepted:
         data["source"] = source
@@ -73,5 +75,5 @@ def accept(r: Redis, config: Mapping[str, Any], kind: str, raw_items: list[Any],
         entry = quarantine.record_input(source, path, content_type, reason(kind, rejected), rejected, body)
     if accepted or entry:
         write = enqueue.Write(by_lane(kind, accepted, config["DRAIN_LANES"]), entry)
-        enqueue.push(r, [write], config["QUARANTINE_MAX"])
+        enqueue.push(r, [write], config["QUARANTINE_MAX"], Replication.from_config(config))
     return {"accepted": len(accepted), "rejected": rejected}

@@ -135,6 +135,7 @@ class RedisCollector(Collector):
             ("receiver_workers", "Live RQ workers", waiting["workers"]),
             ("receiver_quarantine_items", "Rejected inputs kept", waiting["quarantined"]),
             ("receiver_mo_parts_pending", "Long MO being reassembled", waiting["moPartsPending"]),
+            ("receiver_redis_replicas", "Replicas connected to the Redis primary", waiting["redisReplicas"]),
         ):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], value)

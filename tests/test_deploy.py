@@ -168,3 +168,11 @@ def test_the_embedded_redis_fsyncs_every_write(r):
     assert r.config_get("appendonly") == {"appendonly": "yes"}
     assert r.config_get("appendfsync") == {"appendfsync": "always"}
     assert r.config_get("auto-aof-rewrite-min-size") == {"auto-aof-rewrite-min-size": str(256 * 1024**2)}
+
+
+def test_every_rq_process_finds_redis_through_rq_settings():
+    """Sentinel needs RQ's own settings (SPEC §12, workers/rq_settings.py): no rq command pins a URL."""
+    rq_commands = [c for c in commands() if re.search(r"\brq (worker|cron)\b", c)]
+    assert len(rq_commands) >= 8
+    for command in rq_commands:
+        assert "-c workers.rq_settings" in command.replace('", "', " "), command

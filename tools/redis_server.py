@@ -46,14 +46,16 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.fsync = fsync
         self.process: subprocess.Popen | None = None
+        self.password: str | None = None  # set by servers that require one (tools/redis_topology.py)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
+    def command(self) -> list[str]:
+        """The redis-server command line; tools/redis_topology.py adds replication, sentinel
+        and cluster options to it."""
+        return [
             find_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -68,6 +70,10 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str((self.data_dir / "redis.log").resolve()),
         ]
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = self.command()
         # Own session: a Ctrl-C meant for the app processes does not stop Redis under them;
         # whoever started it stops it last, by PID.
         self.process = subprocess.Popen(
@@ -77,7 +83,7 @@ class EmbeddedRedis:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, password=self.password)
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / 0.05) + 1):  # bounded in time and count
             if self.process.poll() is not None:

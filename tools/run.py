@@ -48,13 +48,19 @@ def port_is_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def redis_text(env: dict[str, str]) -> str:
+    if env.get("REDIS_SENTINELS"):  # e.g. from `python -m tools.redis_topology sentinel`
+        return f"sentinels {env['REDIS_SENTINELS']} ({env.get('REDIS_SENTINEL_MASTER', 'mymaster')})"
+    return env["REDIS_URL"]
+
+
 def banner(env: dict[str, str]) -> str:
     base = env.get("PUBLIC_URL") or f"http://{socket.gethostname()}:{env['PORT']}"
     token = env.get("WEBHOOK_TOKEN", "")
     return "\n".join([
         "",
         "Infobip receiver is running (development mode).",
-        f"  Redis:           {env['REDIS_URL']}",
+        f"  Redis:           {redis_text(env)}",
         f"  notifyUrl (DLR): {base}/infobip/dlr?token={token}",
         f"  MO forward URL:  {Template.paste_url(f'{base}/infobip/mo?token={token}')}",
         f"  Query API:       curl -H 'Authorization: Bearer {env.get('API_KEYS', '')}' {base}/api/messages",
@@ -73,7 +79,7 @@ def main() -> int:
     env["DEV_MODE"] = "1"
     env.setdefault("LOG_FORMAT", "text")  # readable lines here; JSON (the default) in production
     redis_server = None
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         port = 6379 if port_is_free(6379) else free_port()
         redis_server = EmbeddedRedis(VAR / "redis", port=port).start()
         env["REDIS_URL"] = redis_server.url
@@ -82,11 +88,11 @@ def main() -> int:
         env["WEBHOOK_TOKEN"] = generated["token"]
     env.setdefault("API_KEYS", generated["api_key"])
     env.setdefault("SECRET_KEY", generated["secret_key"])
-    url = env["REDIS_URL"]
     # RQ's abandoned-job check every 15 s, heartbeats every 10 s: a job whose worker died is seen
     # within ~85 s (its heartbeat TTL is the interval + 60 s), not RQ's default 10+ minutes.
     # The sweep takes its claimed batch over sooner still (docs/RELIABILITY.md).
-    rq_worker = [str(BIN / "rq"), "worker", "--url", url, "--with-scheduler",
+    # RQ finds Redis as the Procfile says: workers/rq_settings.py (REDIS_URL, or Sentinel).
+    rq_worker = [str(BIN / "rq"), "worker", "-c", "workers.rq_settings", "--with-scheduler",
                  "--maintenance-interval", "15", "--job-monitoring-interval", "10"]
     commands = {
         "web": [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "app:create_app()"],
@@ -94,7 +100,7 @@ def main() -> int:
         # Two delivery workers: a consumer that hangs holds one, the others keep flowing.
         "deliverer-1": [*rq_worker, DELIVERY_QUEUE],
         "deliverer-2": [*rq_worker, DELIVERY_QUEUE],
-        "scheduler": [str(BIN / "rq"), "cron", "--url", url, "workers.cron"],
+        "scheduler": [str(BIN / "rq"), "cron", "-c", "workers.rq_settings", "workers.cron"],
     }
     if env.get("SMPP_HOST"):  # README "SMPP": the receiver binds, as the Procfile's `smpp`
         commands["smpp"] = [str(BIN / "python"), "-m", "app.smpp"]

@@ -5,6 +5,8 @@ lock, claimed batch per job id, hand-back) is described in app/enqueue.py. Each 
 applied in one MULTI/EXEC that also deletes the claimed batch, guarded by WATCH on the lane
 lock: either all of a batch takes effect exactly once, or none of it and the batch stays
 claimed for the re-run. Duplicate reports inside or across batches are no-ops (state.py).
+With REDIS_MIN_REPLICAS set, WAIT follows each batch's EXEC; too few confirmations fail the
+job, so RQ retries it (SPEC §12).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rq import get_current_job
 
 from app import enqueue
 from app.clock import epoch
+from app.connection import Replication
 from app.keys import WORKER_COUNTERS
 from workers import aggregates
 from workers.fanout import Fanout
@@ -107,7 +110,8 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
     envelopes = [orjson.loads(item) for item in items]
     channel = enqueue.lane(lane)
     fanout = Fanout(routes())
-    with r.pipeline(transaction=True) as pipe:
+    replication = Replication.from_config(cfg)
+    with replication.transaction(r) as pipe:
         pipe.watch(channel.lock)
         if pipe.get(channel.lock) != job_id.encode():
             return False
@@ -124,6 +128,11 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         except WatchError:
             return False
     fanout.kick(r)
+    # Too few replicas confirmed the batch (REDIS_MIN_REPLICAS): fail the job, and RQ runs it
+    # again (same id). On this primary the batch is applied and gone, so the re-run goes on with
+    # the next one; on a replica promoted without it, the batch is still claimed there and the
+    # re-run applies it (once: applying is idempotent by event id).
+    replication.check(getattr(pipe, "acks", None))
     totals["new"] += len(new_events)
     totals["duplicate"] += len(envelopes) - len(new_events)
     return True

@@ -166,7 +166,7 @@ class InfobipClient:
         if r is None:
             from app.connection import make_client
 
-            r = make_client(config["REDIS_URL"])
+            r = make_client(config)
         return cls(config["INFOBIP_BASE_URL"], api_key=config.get("INFOBIP_API_KEY"),
                    username=config.get("INFOBIP_USERNAME"), password=config.get("INFOBIP_PASSWORD"),
                    timeout=float(config.get("INFOBIP_TIMEOUT", 10.0)), r=r)

@@ -136,7 +136,7 @@ def main() -> int:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
     logs.configure()
-    runner = Runner(cfg, make_client(cfg["REDIS_URL"]))
+    runner = Runner(cfg, make_client(cfg))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())
     threads = [threading.Thread(target=runner.run_session, args=(n,), name=f"smpp-{n}", daemon=True)

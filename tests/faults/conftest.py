@@ -22,8 +22,9 @@ def consumer() -> Iterator[ConsumerServer]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, consumer: ConsumerServer) -> Iterator[Stack]:
-    running = Stack(tmp_path, consumer)
+def stack(tmp_path: Path, consumer: ConsumerServer, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A module's `STACK` class when it has one (e.g. the Sentinel topology's), else `Stack`."""
+    running = getattr(request.module, "STACK", Stack)(tmp_path, consumer)
     try:
         running.start()
         yield running

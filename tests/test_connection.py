@@ -1,0 +1,179 @@
+"""SPEC §12 on real topologies (tools/redis_topology.py): every client comes from
+app/connection.py, finds the primary through Sentinel and follows a failover; REDIS_MIN_REPLICAS
+makes ingest and the drain's state transactions wait for replicas, and refuse when too few
+confirm (503 + Retry-After at ingest, a failed and retried job in the worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.cli.helpers import get_redis_from_config
+from rq.job import Job
+
+from app import create_app, handoff, store
+from app.config import check_redis
+from app.connection import Replication, addresses, make_client, rq_settings
+from app.errors import ConfigError, NotReplicated
+from app.keys import INBOX, QUEUE_NAME
+from tests.conftest import clear_route_caches
+from tests.samples import push, report
+from tools.redis_topology import SentinelTopology
+
+HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
+
+
+def inbox_items(r: redis.Redis) -> int:
+    return sum(r.llen(INBOX.format(lane=lane)) for lane in range(4))
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    topology = SentinelTopology(tmp_path_factory.mktemp("sentinel"), password="pw-s12",
+                                sentinel_password="spw-s12").start()
+    yield topology
+    topology.stop()
+
+
+def sentinel_config(config: dict[str, Any], topology: SentinelTopology, **extra: Any) -> dict[str, Any]:
+    return {**config, "REDIS_URL": "redis://127.0.0.1:1/0",  # never used: Sentinel wins
+            **topology.env(), "REDIS_MIN_REPLICAS": 0, "REDIS_WAIT_MS": 500, **extra}
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_sentinel_addresses_parse_or_stop_start_up():
+    assert addresses("a:26379, b:26380") == [("a", 26379), ("b", 26380)]
+    for bad in ("a", "a:port", ":1"):
+        with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
+            check_redis({"REDIS_SENTINELS": bad})
+    with pytest.raises(ConfigError, match="REDIS_MIN_REPLICAS"):
+        check_redis({"REDIS_MIN_REPLICAS": -1})
+    with pytest.raises(ConfigError, match="REDIS_WAIT_MS"):
+        check_redis({"REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 0})
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER_NODES"):
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000"})
+
+
+def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
+    assert rq_settings(config) == {"REDIS_URL": config["REDIS_URL"], "SENTINEL": None}
+    sentinel = rq_settings({**config, "REDIS_SENTINELS": "h1:1,h2:2", "REDIS_SENTINEL_MASTER": "m",
+                            "REDIS_PASSWORD": "p", "REDIS_SENTINEL_PASSWORD": "sp"})
+    assert sentinel["REDIS_URL"] is None
+    assert sentinel["SENTINEL"]["INSTANCES"] == [("h1", 1), ("h2", 2)]
+    assert sentinel["SENTINEL"]["MASTER_NAME"] == "m" and sentinel["SENTINEL"]["PASSWORD"] == "p"
+    assert sentinel["SENTINEL"]["SENTINEL_KWARGS"]["password"] == "sp"
+
+
+# --- Sentinel -----------------------------------------------------------------------------------
+
+
+def test_every_client_finds_the_primary_through_sentinel(sentinels, config):
+    cfg = sentinel_config(config, sentinels)
+    primary = sentinels.primary()
+    web = make_client(cfg)
+    worker = get_redis_from_config(rq_settings(cfg))  # what `rq worker -c workers.rq_settings` makes
+    for client in (web, worker):
+        client.set(f"probe:{id(client)}", 1)
+        with primary.client() as direct:
+            assert direct.get(f"probe:{id(client)}") == b"1"
+        client.close()
+
+
+def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
+    app = create_app(sentinel_config(config, sentinels, REDIS_MIN_REPLICAS=2))
+    client = make_client(app.config)
+    client.flushall()
+    answer = app.test_client().post("/infobip/dlr", json=push(report("s12-a"), report("s12-b")),
+                                    query_string={"token": config["WEBHOOK_TOKEN"]})
+    assert answer.status_code == 200, answer.json
+    for replica in sentinels.replicas():  # WAIT 2 returned: both replicas hold the items already
+        with replica.client() as c:
+            assert sum(c.llen(INBOX.format(lane=lane)) for lane in range(4)) == 2
+    assert app.test_client().get("/readyz").json["redisReplicas"] == 2
+    metrics = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"})
+    assert "receiver_redis_replicas 2.0" in metrics.text
+
+
+def test_transactions_wait_on_their_own_connection(sentinels, config):
+    client = make_client(sentinel_config(config, sentinels))
+    with Replication(2, 2000).transaction(client) as pipe:
+        pipe.set("tx:1", 1)
+        pipe.execute()
+    assert pipe.acks == 2
+    with Replication(0, 0).transaction(client) as pipe:
+        assert not hasattr(pipe, "acks")  # no WAIT at all without REDIS_MIN_REPLICAS
+    client.close()
+
+
+def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
+    topology = SentinelTopology(tmp_path / "failover").start()
+    try:
+        app = create_app(sentinel_config(config, topology, REDIS_MIN_REPLICAS=1))
+        web = app.test_client()
+        token = {"token": config["WEBHOOK_TOKEN"]}
+        assert web.post("/infobip/dlr", json=push(report("before")), query_string=token).status_code == 200
+        old = topology.kill_primary()
+        during = web.post("/infobip/dlr", json=push(report("during")), query_string=token)
+        assert during.status_code == 503 and during.headers["Retry-After"]  # never a 500
+        new = topology.wait_failover(old)
+        after = web.post("/infobip/dlr", json=push(report("after")), query_string=token)
+        assert after.status_code == 200, after.json
+        with new.client() as c:
+            items = b"".join(b for lane in range(4) for b in c.lrange(INBOX.format(lane=lane), 0, -1))
+        assert b'"before"' in items and b'"after"' in items, "the acknowledged report survived the failover"
+    finally:
+        topology.stop()
+
+
+# --- too few replicas (a single Redis has none) --------------------------------------------------
+
+
+def test_ingest_answers_503_with_retry_after_when_replicas_do_not_confirm(config, r):
+    app = create_app({**config, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20})
+    answer = app.test_client().post("/infobip/dlr", json=push(report("lonely")),
+                                    query_string={"token": config["WEBHOOK_TOKEN"]})
+    assert answer.status_code == 503
+    assert answer.json["error"] == "not_replicated" and answer.headers["Retry-After"] == "5"
+    assert inbox_items(r) == 1, "the primary has it; the resent report will be applied once"
+
+
+def test_adapters_are_told_when_replicas_do_not_confirm(r):
+    with pytest.raises(NotReplicated):
+        handoff.accept(r, {**HANDOFF, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20}, "dlr",
+                       [report("pulled")], source="pull", body=b"{}", path="/infobip/dlr")
+
+
+def test_no_wait_is_sent_when_no_replica_is_required(client, r, work, config):
+    r.config_resetstat()
+    token = {"token": config["WEBHOOK_TOKEN"]}
+    answer = client.post("/infobip/dlr", json=push(report("plain")), query_string=token)
+    assert answer.status_code == 200
+    work()
+    assert store.get_message(r, "plain")
+    assert "cmdstat_wait" not in r.info("commandstats")
+
+
+@pytest.fixture
+def worker_requires_a_replica(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("REDIS_MIN_REPLICAS", "1")
+    monkeypatch.setenv("REDIS_WAIT_MS", "20")
+    clear_route_caches()
+    yield
+    clear_route_caches()
+
+
+def test_a_drain_job_whose_batch_replicas_do_not_confirm_fails_and_is_retried(
+        r, work, worker_requires_a_replica, caplog):
+    handoff.accept(r, HANDOFF, "dlr", [report("w1")], source="push", body=b"{}", path="/infobip/dlr")
+    [job_id] = Queue(QUEUE_NAME, connection=r).job_ids
+    work()
+    job = Job.fetch(job_id, connection=r)
+    assert job.get_status() == "scheduled" and job.retries_left == 9, "RQ retries the job"
+    assert "NotReplicated" in caplog.text
+    assert store.get_message(r, "w1"), "the primary applied it; the re-run changes nothing twice"
