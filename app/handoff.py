@@ -16,11 +16,11 @@ from typing import Any
 from marshmallow import ValidationError
 from redis import Redis
 
-from app import dlr, enqueue, mo, quarantine
+from app import dlr, enqueue, mo, quarantine, sends
 from app.clock import now_text
 from app.keys import lane_of
 
-PARSERS = {"dlr": dlr, "mo": mo}
+PARSERS = {"dlr": dlr, "mo": mo, "send": sends}  # "send": a send record (app/sends.py)
 
 
 def validate(kind: str, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -31,6 +31,7 @@ class IngestView(MethodView):
 
     kind: str
     parser: ModuleType
+    source = "push"  # provenance of what this view accepts (SPEC §9); a replay keeps the input's
 
     def post(self, rest: str = "") -> tuple[dict[str, Any], int]:
         auth.check_ingest(request, current_app.config)
@@ -81,7 +82,10 @@ class IngestView(MethodView):
         return found
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return handoff.validate(self.kind, raw_items)
+        accepted, rejected = handoff.validate(self.kind, raw_items)
+        for data in accepted:
+            data["source"] = self.source
+        return accepted, rejected
 
     def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
         return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
@@ -126,6 +130,7 @@ def replay(entry_id: str) -> dict[str, Any]:
         data=quarantine.body_of(entry), environ_base={"REMOTE_ADDR": entry.get("remoteAddr") or ""},
     ):
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
+        view.source = entry.get("source") or "push"  # a replayed pulled page stays "pull"
         try:
             answer, _status = view.process(keep_rejects=False)
         except ReceiverError as err:

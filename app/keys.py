@@ -53,3 +53,10 @@ EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
+
+
+# --- SPEC §9: pull mode, send records, reconciliation (h14b) ----------------------------------
+INDEX_PENDING = "ix:pending"  # zset messageId -> last news (epoch s) of every message not final
+PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
+RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
+RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)

@@ -14,7 +14,7 @@ import pytest
 
 from app import create_app
 from app.keys import EVENT_STREAM, QUARANTINE
-from tests.conftest import Infobip, basic_header
+from tests.conftest import TOKEN, Infobip, basic_header
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, PLAIN_DOCTYPE, push, raw, report
 from tools.redis_server import free_port
 
@@ -434,3 +434,17 @@ def test_redis_down_is_503_with_retry_after(body, redis_down_app):
 def test_redis_down_still_checks_credentials_first(redis_down_app):
     resp = redis_down_app.test_client().post("/infobip/dlr", data=NOTIFY_JSON)
     assert resp.status_code == 401
+
+
+def test_provenance_push_on_reports_and_inbound_in_state_api_and_events(use_routes, work, r) -> None:
+    """SPEC §9: every report's and inbound message's data says how it came; HTTP ingest is "push"."""
+    svc = use_routes('consumers:\n  - name: stream\n    type: redis-stream\n    stream: sms-events\n'
+                     '    events: ["*"]\n')
+    assert svc.infobip.dlr(raw("notify_push.json")).status_code == 200
+    forward = {"sender": "38598111", "receiver": "41793026727", "text": "HELLO", "messageid": "mo-1"}
+    assert svc.client.get("/infobip/mo", query_string={**forward, "token": TOKEN}).status_code == 200
+    work()
+    events = [orjson.loads(fields[b"event"]) for _, fields in r.xrange(EVENT_STREAM)]
+    assert len(events) == 3 and {e["data"]["source"] for e in events} == {"push"}
+    assert svc.api.get("/api/messages/MESSAGE-ID-123-xyz").json["source"] == "push"
+    assert svc.api.get("/api/inbound/mo-1").json["source"] == "push"

@@ -64,7 +64,8 @@ class BatchState:
     def __init__(self, lane: int, cfg: dict[str, Any], fanout: Fanout) -> None:
         self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
         self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
-        self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound}
+        self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound,
+                        "send": self.delivery, "stale": self.delivery}  # SPEC §9 (workers/state.py)
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         for stage in (self.delivery, self.inbound):
