@@ -81,6 +81,15 @@ def record_sends() -> dict[str, Any]:
     return {"accepted": len(accepted), "rejected": rejected}
 
 
+@bp.get("/reconciliation")
+def reconciliation() -> dict[str, Any]:
+    """The last reconciliation run (SPEC §9.3): when, messages checked, filled from logs, stale."""
+    after = current_app.config.get("RECONCILE_AFTER", 0)
+    enabled = bool(after and current_app.config.get("INFOBIP_BASE_URL"))
+    return {"enabled": enabled, "reconcileAfter": after,
+            "lastRun": store.get_reconciliation(get_redis())}
+
+
 @bp.get("/inbound/<message_id>")
 def inbound_message(message_id: str) -> dict[str, Any]:
     return _found(store.get_inbound(get_redis(), message_id), f"inbound message {message_id!r}")

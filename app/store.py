@@ -30,6 +30,7 @@ from app.keys import (
     INDEX_IN_TO,
     INDEX_TO,
     MESSAGE,
+    RECONCILE_LAST,
 )
 
 UNKNOWN_GROUP = "UNKNOWN"
@@ -246,3 +247,12 @@ def find_inbound(
         limit,
         max_scan,
     )
+
+
+# --- reconciliation (SPEC §9.3) ----------------------------------------------------------------
+
+
+def get_reconciliation(r: Redis) -> dict[str, Any] | None:
+    """The last reconciliation run (app/infobip/reconcile.py), or None before the first."""
+    raw = r.get(RECONCILE_LAST)
+    return orjson.loads(raw) if raw else None
