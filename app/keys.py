@@ -55,6 +55,10 @@ def lane_of(key: str, lanes: int) -> int:
     return zlib.crc32(key.encode()) % lanes
 
 
+# --- Infobip client (SPEC §9, app/infobip/) --------------------------------------------------
+INFOBIP_FEATURES = "infobip:features"  # hash feature -> JSON {state, reason, since, retryAt, failures}
+INFOBIP_CALLS = "infobip:calls"  # hash "<feature>:<outcome>" -> calls to Infobip, for /metrics
+
 # --- SPEC §9: pull mode, send records, reconciliation (h14b) ----------------------------------
 INDEX_PENDING = "ix:pending"  # zset messageId -> last news (epoch s) of every message not final
 PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
