@@ -10,7 +10,8 @@ proxy ate a push. Infobip's logs are repeatable for 48 h, so a run:
 2. marks those sent more than 48 h ago `stale` (an item of kind "stale" through their lane,
    so the drain stays the one writer of the message and its bulk's `stale` count);
 3. asks `/sms/1/logs` about the rest, at most RECONCILE_RATE calls a second: by bulkId for a
-   bulk with BULK_QUERY_MIN or more candidates, else by messageId, BATCH ids a call;
+   bulk with BULK_QUERY_MIN or more candidates, then by messageId, BATCH ids a call, for the
+   others and for what the bulk query did not return;
 4. feeds every log entry newer than what is known through `app.handoff.accept(...,
    source="logs")`: the same event ids as a push, so a report that also came by push or pull
    is one event;
@@ -28,8 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ from marshmallow import ValidationError
 from redis import Redis
 
 from app import dlr, enqueue, events, handoff
-from app.clock import epoch, now_text, utc_text
+from app.clock import epoch, now_text
 from app.infobip.client import InfobipClient, InfobipError
 from app.keys import INDEX_PENDING, MESSAGE, RECONCILE_LAST, RECONCILE_LOCK, lane_of
 from app.store import unpack
@@ -48,7 +48,6 @@ LOG_WINDOW = 48 * 3600  # seconds Infobip keeps logs
 MAX_CANDIDATES = 5000  # per run; the rest waits for the next run
 BATCH = 50  # messageIds per /sms/1/logs call
 BULK_QUERY_MIN = 20  # candidates of one bulk from which one query by bulkId is cheaper
-BULK_PAGES = 20  # pages of 1000 per bulk query, walking back by sentUntil
 PAGE = 1000  # Infobip's maximum `limit`
 TIME_BUDGET = 20.0  # seconds of calls per run: the job shares the drain's worker
 LOCK, LOCK_TTL = RECONCILE_LOCK, 300  # one run at a time (a run lasts TIME_BUDGET + one call)
@@ -88,13 +87,15 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
     checked: list[str] = []
     limiter = Limiter(float(config["RECONCILE_RATE"]))
     try:
-        for query in queries(wanted):
+        for query, about in queries(wanted, found):
             if time.monotonic() - started > TIME_BUDGET:
                 break  # the rest is next run's: their scores are unchanged, so they come first
-            for entry in fetch(client, limiter, query, figures):
-                if entry.get("messageId") in wanted:
+            limiter.wait()
+            figures["calls"] += 1
+            for entry in client.logs(**query).get("results") or []:
+                if isinstance(entry, dict) and entry.get("messageId") in wanted:
                     found.setdefault(entry["messageId"], entry)
-            checked += query.get("messageId") or query["_ids"]
+            checked += [i for i in about if i in found or "messageId" in query]
     except InfobipError as err:  # the client recorded the feature's health and its backoff
         figures["error"] = type(err).__name__
     figures["checked"] = len(checked)
@@ -131,40 +132,25 @@ def mark_stale(r: Redis, config: Mapping[str, Any], message_ids: list[str]) -> N
     enqueue.push(r, [enqueue.Write({lane: enqueue.encode(items) for lane, items in lanes.items()})])
 
 
-def queries(wanted: Mapping[str, dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """By bulkId where a bulk has many candidates, else messageIds in batches. `_ids`: the
-    candidates a bulk query is about (not sent to Infobip)."""
+def queries(wanted: Mapping[str, dict[str, Any]],
+            found: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """(query, the candidates it is about): one by bulkId for a bulk with many candidates (its
+    newest PAGE entries), then messageIds in batches for the rest and for what a bulk query
+    did not return (logs have no cursor, and a bulk's messages share their sentAt, so paging
+    back by `sentUntil` would skip them)."""
     by_bulk: dict[str | None, list[str]] = defaultdict(list)
     for message_id, record in wanted.items():
         by_bulk[bulk_of(record)].append(message_id)
     singles: list[str] = []
     for bulk_id, ids in by_bulk.items():
         if bulk_id and len(ids) >= BULK_QUERY_MIN:
-            yield {"bulkId": bulk_id, "_ids": ids}
+            yield {"bulkId": bulk_id, "limit": PAGE}, ids
+            singles += [i for i in ids if i not in found]
         else:
             singles += ids
     for start in range(0, len(singles), BATCH):
-        yield {"messageId": singles[start : start + BATCH], "limit": BATCH}
-
-
-def fetch(client: InfobipClient, limiter: Limiter, query: dict[str, Any],
-          figures: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """The log entries of one query. A bulk query pages back by `sentUntil` (logs are newest
-    first and have no cursor) until it has seen every candidate or the bulk's oldest entry."""
-    params = {k: v for k, v in query.items() if not k.startswith("_")}
-    missing = set(query.get("_ids") or ())
-    pages = BULK_PAGES if missing else 1
-    for _ in range(pages):
-        limiter.wait()
-        figures["calls"] += 1
-        results = client.logs(**({"limit": PAGE} | params)).get("results") or []
-        entries = [e for e in results if isinstance(e, dict)]
-        yield from entries
-        missing -= {e.get("messageId") for e in entries}
-        if not missing or len(entries) < params.get("limit", PAGE) or not entries[-1].get("sentAt"):
-            return
-        oldest = datetime.fromisoformat(entries[-1]["sentAt"]) - timedelta(milliseconds=1)
-        params["sentUntil"] = utc_text(oldest.astimezone(UTC))
+        batch = singles[start : start + BATCH]
+        yield {"messageId": batch, "limit": BATCH}, batch
 
 
 def bulk_of(record: dict[str, Any]) -> str | None:
