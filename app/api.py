@@ -84,11 +84,11 @@ def record_sends() -> dict[str, Any]:
 
 @bp.get("/reconciliation")
 def reconciliation() -> dict[str, Any]:
-    """The last reconciliation run (SPEC §9.3): when, messages checked, filled from logs, stale."""
+    """The last reconciliation run (SPEC §9.3): when, messages checked, filled from logs, stale;
+    and the same figures added up over every run."""
     after = current_app.config.get("RECONCILE_AFTER", 0)
     enabled = bool(after and current_app.config.get("INFOBIP_BASE_URL"))
-    return {"enabled": enabled, "reconcileAfter": after,
-            "lastRun": store.get_reconciliation(get_redis())}
+    return {"enabled": enabled, "reconcileAfter": after, **store.get_reconciliation(get_redis())}
 
 
 @bp.get("/inbound/<message_id>")

@@ -64,3 +64,4 @@ INDEX_PENDING = "ix:pending"  # zset messageId -> last news (epoch s) of every m
 PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
 RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
 RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
+RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"

@@ -31,6 +31,7 @@ from app.keys import (
     INDEX_TO,
     MESSAGE,
     RECONCILE_LAST,
+    RECONCILE_TOTALS,
 )
 
 UNKNOWN_GROUP = "UNKNOWN"
@@ -252,7 +253,9 @@ def find_inbound(
 # --- reconciliation (SPEC §9.3) ----------------------------------------------------------------
 
 
-def get_reconciliation(r: Redis) -> dict[str, Any] | None:
-    """The last reconciliation run (app/infobip/reconcile.py), or None before the first."""
+def get_reconciliation(r: Redis) -> dict[str, Any]:
+    """The last reconciliation run (app/infobip/reconcile.py; None before the first) and the
+    figures of every run added up (a quiet last run does not hide what an earlier one found)."""
     raw = r.get(RECONCILE_LAST)
-    return orjson.loads(raw) if raw else None
+    totals = {k.decode(): int(v) for k, v in r.hgetall(RECONCILE_TOTALS).items()}
+    return {"lastRun": orjson.loads(raw) if raw else None, "totals": totals}

@@ -61,6 +61,10 @@ def test_reports_never_received_are_filled_from_the_logs(sent, ib, r, work, api)
     assert (bulk["total"], bulk["awaitingReport"], bulk["byGroup"]) == (5, 0, {"DELIVERED": 5})
     assert r.zcard(INDEX_PENDING) == 0, "final messages leave the index"
     assert api.get("/api/reconciliation").json["lastRun"]["filledFromLogs"] == 5
+    run(r, ib)
+    shown = api.get("/api/reconciliation").json
+    assert shown["lastRun"]["filledFromLogs"] == 0 and shown["totals"]["filledFromLogs"] == 5
+    assert shown["totals"]["runs"] == 2
 
 
 def test_messages_with_recent_news_are_not_looked_up(sent, ib, r, fake_infobip) -> None:
@@ -125,7 +129,8 @@ def test_logs_unavailable_stops_the_run_and_says_so(sent, ib, r, fake_infobip) -
 
 
 def test_no_run_yet(api) -> None:
-    assert api.get("/api/reconciliation").json == {"enabled": False, "reconcileAfter": 3600, "lastRun": None}
+    assert api.get("/api/reconciliation").json == {"enabled": False, "reconcileAfter": 3600, "lastRun": None,
+                                                   "totals": {}}
 
 
 def test_a_log_entry_as_a_report() -> None:

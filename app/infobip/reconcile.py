@@ -16,7 +16,8 @@ proxy ate a push. Infobip's logs are repeatable for 48 h, so a run:
    source="logs")`: the same event ids as a push, so a report that also came by push or pull
    is one event;
 5. notes the others as looked at now (their `ix:pending` score), so the next look is
-   RECONCILE_AFTER later, and records the run for `GET /api/reconciliation`.
+   RECONCILE_AFTER later, and records the run (and adds it to the totals since the start)
+   for `GET /api/reconciliation`.
 
 A log entry is a report with a few differences (seed "ПРОСМОТР ЛОГОВ"): `mccmnc` in lower case
 (app.dlr reads it as `mccMnc`), `from` and `text` present, no `callbackData` (filled from what
@@ -39,7 +40,7 @@ from redis import Redis
 from app import dlr, enqueue, events, handoff
 from app.clock import epoch, now_text
 from app.infobip.client import InfobipClient, InfobipError
-from app.keys import INDEX_PENDING, MESSAGE, RECONCILE_LAST, RECONCILE_LOCK, lane_of
+from app.keys import INDEX_PENDING, MESSAGE, RECONCILE_LAST, RECONCILE_LOCK, RECONCILE_TOTALS, lane_of
 from app.store import unpack
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,12 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         figures["filledFromLogs"] = answer["accepted"]
     if checked:  # next look RECONCILE_AFTER from now (GT: never back in time; XX: never re-add)
         r.zadd(INDEX_PENDING, dict.fromkeys(checked, now), xx=True, gt=True)
-    r.set(RECONCILE_LAST, orjson.dumps(figures))
+    pipe = r.pipeline(transaction=True)
+    pipe.set(RECONCILE_LAST, orjson.dumps(figures))
+    for name in ("candidates", "checked", "filledFromLogs", "stale", "calls"):
+        pipe.hincrby(RECONCILE_TOTALS, name, figures[name])
+    pipe.hincrby(RECONCILE_TOTALS, "runs", 1)
+    pipe.execute()
     log.info("reconcile", extra=figures)
     return figures
 
