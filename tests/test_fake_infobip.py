@@ -6,6 +6,8 @@ their reports pushed to a real local `notifyUrl` (retried) or kept for pulling."
 from __future__ import annotations
 
 import base64
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -260,3 +262,40 @@ def test_withheld_reports_are_never_pushed_but_logged(fake_infobip: FakeInfobip,
     assert results(fake_infobip, "/sms/1/reports") == []
     (log,) = results(fake_infobip, "/sms/1/logs", messageId="m-lost")
     assert log["status"]["groupName"] == "DELIVERED"  # reconciliation finds it here
+
+
+def test_xml_pushes_are_the_seeds_report_response(fake_infobip: FakeInfobip, receiver: ConsumerServer,
+                                                  infobip: Any) -> None:
+    advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"},
+             {"to": "41793026731", "messageId": "m-2"}, notifyUrl=f"{receiver.url}/dlr",
+             notifyContentType="application/xml", callbackData="cb")
+    wait_for(lambda: len(receiver.requests("/dlr")) == 1, 5, "the push")
+    (seen,) = receiver.requests("/dlr")
+    assert seen.headers["content-type"] == "application/xml"
+    assert seen.body.count(b"<results>") == 2 and b"<reportResponse>" in seen.body
+    assert b"<permanent>false</permanent>" in seen.body
+    answer = infobip.dlr(seen.body, "application/xml")  # our own ingest takes it as it came
+    assert answer.status_code == 200 and answer.json["accepted"] == 2
+
+
+def test_a_fault_for_some_seconds_hits_every_call_until_then(fake_infobip: FakeInfobip) -> None:
+    armed = time.monotonic()
+    fake_infobip.control.fail("/sms/1/inbox/reports", status=503, seconds=2)
+    statuses = []
+    for _ in range(5):
+        status = call(fake_infobip, "GET", "/sms/1/inbox/reports").status
+        if time.monotonic() < armed + 2:  # answered before the fault can have ended
+            statuses.append(status)
+    assert statuses and set(statuses) == {503}
+    wait_for(lambda: call(fake_infobip, "GET", "/sms/1/inbox/reports").status == 200, 5, "the fault to end")
+    assert fake_infobip.control.calls()[-1]["status"] == 200
+
+
+def test_a_scheduled_send_is_pending_accepted_and_reported_after_send_at(fake_infobip: FakeInfobip) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat(timespec="milliseconds")
+    answer = advanced(fake_infobip, {"to": "41793026785", "messageId": "m-later"}, sendAt=soon)
+    (message,) = answer["messages"]
+    assert message["status"]["name"] == "PENDING_ACCEPTED" and "smsCount" not in message  # the seed's answer
+    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 10, "the scheduled message's report")
+    (log,) = results(fake_infobip, "/sms/1/logs", messageId="m-later")
+    assert datetime.fromisoformat(log["sentAt"]) >= datetime.fromisoformat(soon) - timedelta(milliseconds=1)

@@ -101,8 +101,12 @@ class RetryPolicy:
     cap: float = 8.0  # no single backoff is longer
     max_wait: float = 30.0  # seconds one call may spend waiting between attempts
 
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2**attempt)
+
     def backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+        """Full jitter: anywhere from 0 to the ceiling, so clients that failed together spread out."""
+        return random.uniform(0, self.ceiling(attempt))
 
 
 def _describe(err: HTTPError) -> str:
@@ -229,14 +233,17 @@ class InfobipClient:
                     raise InfobipError(f"{method} {path}: {reason}: {_service_text(answer.data)}",
                                        http_status)
                 delay = _retry_after(answer.headers.get("Retry-After"))
-            delay = self.policy.backoff(attempt) if delay is None else delay
+            asked = delay is not None  # Infobip said when (Retry-After)
+            delay = delay if asked else self.policy.backoff(attempt)
             attempt += 1
             log.warning("infobip call failed", extra={"feature": feature, "method": method, "path": path,
                                                       "reason": reason, "attempt": attempt})
             if attempt >= self.policy.attempts or waited + delay > self.policy.max_wait:
-                self._failure(feature, "unavailable", f"{reason} (after {attempt} attempts)", delay)
+                # Come back when Infobip said, else after the longest backoff this call had reached.
+                retry_after = delay if asked else self.policy.ceiling(attempt)
+                self._failure(feature, "unavailable", f"{reason} (after {attempt} attempts)", retry_after)
                 raise InfobipUnavailable(f"{method} {path}: {reason} after {attempt} attempts; "
-                                         f"retry in {delay:.1f}s", delay, http_status)
+                                         f"retry in {retry_after:.1f}s", retry_after, http_status)
             self.sleep(delay)
             waited += delay
 
@@ -248,7 +255,7 @@ class InfobipClient:
             return
         entry = status.get(self.r, feature) or {}
         self._outcome(feature, "blocked")
-        message = f"{feature} is blocked until {until:.0f} (epoch): {entry.get('reason')}"
+        message = f"{feature} is not called until {status.when(until)}: {entry.get('reason')}"
         if entry.get("state") == status.AUTH_FAILED:
             raise InfobipAuthError(message)
         raise InfobipUnavailable(message, max(until - time.time(), 0.0))

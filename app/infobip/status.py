@@ -30,7 +30,8 @@ AUTH_BACKOFF_FIRST, AUTH_BACKOFF_MAX = 30.0, 900.0
 OK, AUTH_FAILED, UNAVAILABLE = "ok", "auth_failed", "unavailable"
 
 
-def _text(epoch: float | None) -> str | None:
+def when(epoch: float | None) -> str | None:
+    """Epoch seconds as the service writes times (UTC, ISO 8601, `Z`)."""
     return None if epoch is None else utc_text(datetime.fromtimestamp(epoch, UTC))
 
 
@@ -89,9 +90,9 @@ def all(r: Redis) -> dict[str, dict[str, Any]]:
     shown = {}
     for name, raw in sorted(r.hgetall(INFOBIP_FEATURES).items()):
         entry = orjson.loads(raw)
-        view = {"state": entry["state"], "since": _text(entry["since"])}
+        view = {"state": entry["state"], "since": when(entry["since"])}
         if entry["state"] != OK:
-            view.update(reason=entry.get("reason"), retryAt=_text(entry.get("retryAt")),
+            view.update(reason=entry.get("reason"), retryAt=when(entry.get("retryAt")),
                         failures=entry.get("failures", 1))
         shown[name.decode()] = view
     return shown

@@ -45,8 +45,9 @@ class FakeControl:
         return self._call("POST", "inbox", body)["messageIds"]
 
     def fail(self, path: str, status: int = 503, count: int = 1, retry_after: float | None = None,
-             method: str | None = None) -> None:
-        self._call("POST", "faults", {"path": path, "status": status, "count": count,
+             method: str | None = None, seconds: float | None = None) -> None:
+        """The next `count` calls of `path` (or every call for `seconds`) answer `status`."""
+        self._call("POST", "faults", {"path": path, "status": status, "count": count, "seconds": seconds,
                                       "retryAfter": retry_after, "method": method})
 
     def hang(self, path: str, count: int = 1, apply: bool = False, method: str | None = None) -> None:

@@ -5,10 +5,11 @@
 - `POST reports`: `{"reports": [...]}`, or `{"count": n, "bulkId"?, "status"?, "error"?, "to"?}`
   generated: reports for `/sms/1/reports`, and for the logs unless `"logged": false`.
 - `POST inbox`: `{"messages": [...]}` or `{"count": n, "text"?}`: for `/sms/1/inbox/reports`.
-- `POST faults`: `{"path", "count"?, "status"?, "retryAfter"?, "hang"?, "drop"?, "apply"?,
-  "method"?}`: the next `count` calls of `path` get `status` (503 unless told, `Retry-After`
-  with `retryAfter`), or are read and then held (`hang`) or cut (`drop`) without an answer;
-  with `apply` the request takes effect first. `GET faults` lists, `DELETE faults` clears.
+- `POST faults`: `{"path", "count"?, "seconds"?, "status"?, "retryAfter"?, "hang"?, "drop"?,
+  "apply"?, "method"?}`: the next `count` calls of `path` (or all of them for `seconds`) get
+  `status` (503 unless told, `Retry-After` with `retryAfter`), or are read and then held
+  (`hang`) or cut (`drop`) without an answer; with `apply` the request takes effect first.
+  `GET faults` lists, `DELETE faults` clears.
 - `POST release`: let go of held requests (their connection is closed, still unanswered).
 - `POST withhold`: `{"all": bool}` and/or `{"messageIds": [...]}`: those reports are not
   pushed (lost, as after Infobip's 41.5 h of retries; the logs keep them).
@@ -22,6 +23,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -78,8 +80,10 @@ def register(app: Flask, fake: Fake) -> None:
         with model.lock:
             if request.method == "POST":
                 given = body()
+                seconds = given.get("seconds")
                 model.faults.append(Fault(
                     path=given["path"], count=int(given.get("count", 1)),
+                    until=None if seconds is None else time.monotonic() + float(seconds),
                     status=int(given.get("status", 503)),
                     retry_after=given.get("retryAfter"), hang=bool(given.get("hang")),
                     drop=bool(given.get("drop")), apply=bool(given.get("apply")), method=given.get("method")))

@@ -28,9 +28,13 @@ from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS, STATUSES
 
 LOG_WINDOW = timedelta(hours=48)
 DEFAULT_LIMIT = 50  # the seed's default for reports, logs and inbox
-PENDING_ENROUTE, DUPLICATE_ID, MISSING_TO, BAD_DESTINATION = 7, 23, 51, 52
+PENDING_ENROUTE, DUPLICATE_ID, PENDING_ACCEPTED, MISSING_TO, BAD_DESTINATION = 7, 23, 26, 51, 52
 DELIVERED_TO_HANDSET, NO_ERROR, ABSENT_SUBSCRIBER = 5, 0, 27
 _DESTINATION = re.compile(r"\+?[0-9]{3,15}")
+# Infobip answers in English; the seed's examples give these texts (others: the seed's table).
+_STATUS_TEXT = {3: "Message sent, waiting for delivery report", 5: "Message delivered to handset",
+                6: "Network is forbidden", 7: "Message sent to next instance", 26: "Pending Accepted"}
+_ERROR_TEXT = {0: "No Error", 27: "Absent Subscriber"}
 # mccmnc of the first digits of a number (a few countries; others get Switzerland's).
 _NETWORKS = (("41", "22801"), ("49", "26201"), ("7", "25001"), ("385", "21901"), ("44", "23410"))
 
@@ -43,7 +47,7 @@ def infobip_time(moment: datetime) -> str:
 def status_object(status_id: int) -> dict[str, Any]:
     s = STATUSES[status_id]
     body = {"groupId": s.group_id, "groupName": STATUS_GROUPS[s.group_id].name, "id": s.id,
-            "name": s.name, "description": s.description}
+            "name": s.name, "description": _STATUS_TEXT.get(s.id, s.description)}
     if s.action:
         body["action"] = s.action
     return body
@@ -52,7 +56,7 @@ def status_object(status_id: int) -> dict[str, Any]:
 def error_object(error_id: int) -> dict[str, Any]:
     e = GSM_ERRORS[error_id]
     return {"groupId": e.group_id, "groupName": ERROR_GROUPS[e.group_id].name, "id": e.id,
-            "name": e.name, "description": e.description, "permanent": e.permanent}
+            "name": e.name, "description": _ERROR_TEXT.get(e.id, e.description), "permanent": e.permanent}
 
 
 def sms_count(text: str) -> int:
@@ -70,12 +74,24 @@ def mccmnc(to: str) -> str:
                  if digits.startswith(prefix)), "22801")
 
 
+def _seconds_until(send_at: Any, now: datetime) -> float:
+    """Seconds from now to a `sendAt` (`2015-07-07T17:00:00.000+01:00`); 0 if none, past or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(send_at))
+    except ValueError:
+        return 0.0
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return max((moment - now).total_seconds(), 0.0)
+
+
 @dataclass
 class Fault:
-    """What the next `count` calls of `path` get instead of a normal answer."""
+    """What the next `count` calls of `path` get instead of a normal answer; with `until` (a
+    time.monotonic() value), every call of the path until then, whatever `count` says."""
 
     path: str
     count: int = 1
+    until: float | None = None
     status: int = 503
     retry_after: float | None = None
     hang: bool = False  # read the request, then hold it without answering until released
@@ -93,6 +109,8 @@ class Message:
     intermediate: bool
     callback_data: str | None
     final: tuple[int, int] = (DELIVERED_TO_HANDSET, NO_ERROR)  # status id, GSM error id
+    content_type: str = "application/json"  # of its pushes (`notifyContentType`)
+    wait: float = 0.0  # seconds until `sendAt`, for a scheduled message
 
 
 @dataclass
@@ -119,11 +137,12 @@ class Model:
 
     def next_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
+            now = time.monotonic()
+            self.faults = [f for f in self.faults if (f.until or now + 1) > now and f.count > 0]
             for fault in self.faults:
-                if fault.path == path and fault.method in (None, method) and fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self.faults.remove(fault)
+                if fault.path == path and fault.method in (None, method):
+                    if fault.until is None:
+                        fault.count -= 1
                     return fault
         return None
 
@@ -144,6 +163,7 @@ class Model:
                 to = str(item.get("to") or "")
                 message_id = str(item.get("messageId") or uuid.uuid4())
                 count = sms_count(str(item.get("text") or ""))
+                wait = _seconds_until(item.get("sendAt"), sent_at)
                 if not to:
                     status = MISSING_TO
                 elif not _DESTINATION.fullmatch(to):
@@ -151,26 +171,32 @@ class Model:
                 elif message_id in self.messages:
                     status = DUPLICATE_ID
                 else:
-                    status = PENDING_ENROUTE
+                    status = PENDING_ACCEPTED if wait else PENDING_ENROUTE
                 answers.append({"to": to, "status": status_object(status), "smsCount": count,
                                 "messageId": message_id})
+                if status == PENDING_ACCEPTED:
+                    del answers[-1]["smsCount"]  # as the seed's answer to a scheduled send
                 if status == DUPLICATE_ID:
                     continue  # the first message of that id stays as it was
                 log = {"bulkId": bulk_id, "messageId": message_id, "to": to,
-                       "from": item.get("from"), "text": item.get("text"), "sentAt": infobip_time(sent_at),
+                       "from": item.get("from"), "text": item.get("text"),
+                       "sentAt": infobip_time(sent_at + timedelta(seconds=wait)),
                        "smsCount": count, "mccmnc": mccmnc(to),
                        "price": {"pricePerMessage": 0.01 * count, "currency": "EUR"},
                        "status": status_object(status), "error": error_object(NO_ERROR)}
-                if status != PENDING_ENROUTE:
+                taken = status in (PENDING_ENROUTE, PENDING_ACCEPTED)
+                if not taken:
                     log["doneAt"] = log["sentAt"]
                     log["price"]["pricePerMessage"] = 0
+                xml = item.get("notifyContentType") == "application/xml"
                 self.messages[message_id] = Message(
-                    {k: v for k, v in log.items() if v is not None}, item.get("notifyUrl"),
-                    bool(item.get("intermediateReport")), item.get("callbackData"),
-                    self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)))
+                    log={k: v for k, v in log.items() if v is not None}, notify_url=item.get("notifyUrl"),
+                    intermediate=bool(item.get("intermediateReport")), callback_data=item.get("callbackData"),
+                    final=self.outcomes.get(to, (DELIVERED_TO_HANDSET, NO_ERROR)),
+                    content_type="application/xml" if xml else "application/json", wait=wait)
                 self.sends.append({**item, "bulkId": bulk_id, "messageId": message_id,
                                    "status": STATUSES[status].name, "sentAt": log["sentAt"]})
-                if status == PENDING_ENROUTE:
+                if taken:
                     accepted.append(message_id)
         answer: dict[str, Any] = {"messages": answers}
         if bulk_id:
@@ -230,7 +256,9 @@ class Model:
         with self.lock:
             oldest = self.now() - LOG_WINDOW
             found = []
-            for message in reversed(self.messages.values()):
+            ids = filters.get("messageId")  # looked up directly: reconciliation asks by id
+            messages = self.messages
+            for message in [messages[i] for i in ids if i in messages] if ids else messages.values():
                 log = message.log
                 sent = datetime.fromisoformat(log["sentAt"])
                 if sent < oldest or (sent_since and sent < sent_since) or (sent_until and sent > sent_until):
@@ -240,5 +268,6 @@ class Model:
                           "mcc": log.get("mccmnc", "")[:3], "mnc": log.get("mccmnc", "")[3:]}
                 if all(fields[name] in wanted for name, wanted in filters.items()):
                     found.append(dict(log))
+            found.reverse()  # newest first; the sort is stable, so sends of one moment stay newest first
             found.sort(key=lambda log: datetime.fromisoformat(log["sentAt"]), reverse=True)
             return found[:limit]

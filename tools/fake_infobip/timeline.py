@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +25,29 @@ from typing import Any
 
 import orjson
 import urllib3
+import xmltodict
 
 from app.routes import INFOBIP_RETRY_SCHEDULE
 from tools.fake_infobip.model import Model, infobip_time
 from workers.webhook import split_userinfo
 
+log = logging.getLogger(__name__)
 PUSH_TIMEOUT = 5.0
 MAX_BUCKET = 100  # reports per push
+
+
+def encode(reports: list[dict[str, Any]], content_type: str) -> bytes:
+    """JSON `{"results": [...]}`, or for `notifyContentType: application/xml` the seed's XML:
+    root `<reportResponse>`, one `<results>` element per report, booleans as `true`/`false`."""
+    if content_type != "application/xml":
+        return orjson.dumps({"results": reports})
+
+    def text(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: text(v) for k, v in value.items()}
+        return str(value).lower() if isinstance(value, bool) else value
+
+    return xmltodict.unparse({"reportResponse": {"results": [text(r) for r in reports]}}).encode()
 
 
 class Timeline:
@@ -53,9 +70,9 @@ class Timeline:
 
     def sent(self, message_ids: list[str]) -> None:
         """Schedule the reports of newly accepted messages."""
-        now = time.monotonic()
         for message_id in message_ids:
             message = self.model.messages[message_id]
+            now = time.monotonic() + message.wait
             if message.intermediate and message.notify_url:
                 self._at(now + self.notify_delay, "report", (message_id, True))
                 self._at(now + 2 * self.notify_delay, "report", (message_id, False))
@@ -76,33 +93,41 @@ class Timeline:
                 while self._heap and self._heap[0][0] <= time.monotonic():
                     due.append(heapq.heappop(self._heap))
                 generation = self._generation
-            buckets: dict[str, list[dict[str, Any]]] = {}
-            for _, _, gen, kind, payload in due:
-                if gen != generation:
-                    continue
-                if kind == "push":
-                    self._pool.submit(self._push, gen, *payload)
-                    continue
-                message_id, intermediate = payload
-                try:
-                    report, message = self.model.report(message_id, intermediate)
-                except KeyError:  # forgotten by a reset() that raced with this tick
-                    continue
-                if not message.notify_url:
-                    self.model.add_reports([report], logged=False)
-                elif self.model.withheld(message_id):
-                    self._record(message.notify_url, [report], 0, None, "withheld")
-                else:
-                    buckets.setdefault(message.notify_url, []).append(report)
-            for url, reports in buckets.items():
-                for start in range(0, len(reports), MAX_BUCKET):
-                    self._pool.submit(self._push, generation, url, reports[start:start + MAX_BUCKET], 0)
+            try:
+                self._tick(generation, [entry[2:] for entry in due])
+            except Exception:  # the fake must go on making reports whatever one tick met
+                log.exception("fake Infobip timeline tick failed")
 
-    def _push(self, generation: int, url: str, reports: list[dict[str, Any]], attempt: int) -> None:
+    def _tick(self, generation: int, due: list[tuple[int, str, Any]]) -> None:
+        buckets: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for gen, kind, payload in due:
+            if gen != generation:
+                continue
+            if kind == "push":
+                self._pool.submit(self._push, gen, *payload)
+                continue
+            message_id, intermediate = payload
+            try:
+                report, message = self.model.report(message_id, intermediate)
+            except KeyError:  # forgotten by a reset() that raced with this tick
+                continue
+            if not message.notify_url:
+                self.model.add_reports([report], logged=False)
+            elif self.model.withheld(message_id):
+                self._record(message.notify_url, [report], 0, None, "withheld")
+            else:
+                buckets.setdefault((message.notify_url, message.content_type), []).append(report)
+        for (url, content_type), reports in buckets.items():
+            for start in range(0, len(reports), MAX_BUCKET):
+                bucket = reports[start:start + MAX_BUCKET]
+                self._pool.submit(self._push, generation, url, content_type, bucket, 0)
+
+    def _push(self, generation: int, url: str, content_type: str, reports: list[dict[str, Any]],
+              attempt: int) -> None:
         target, headers = split_userinfo(url)
         try:
-            answer = self._http.request("POST", target, body=orjson.dumps({"results": reports}),
-                                        headers={**headers, "Content-Type": "application/json"})
+            answer = self._http.request("POST", target, body=encode(reports, content_type),
+                                        headers={**headers, "Content-Type": content_type})
             status, error = answer.status, None
         except urllib3.exceptions.HTTPError as err:
             status, error = None, type(err).__name__
@@ -112,7 +137,7 @@ class Timeline:
         self._record(url, reports, attempt, status, outcome if error is None else f"failed: {error}")
         if outcome == "failed" and attempt + 1 < len(INFOBIP_RETRY_SCHEDULE):
             delay = INFOBIP_RETRY_SCHEDULE[attempt] * self.retry_scale
-            self._at(time.monotonic() + delay, "push", (url, reports, attempt + 1))
+            self._at(time.monotonic() + delay, "push", (url, content_type, reports, attempt + 1))
 
     def _record(self, url: str, reports: list[dict[str, Any]], attempt: int, status: int | None,
                 outcome: str) -> None:
