@@ -104,7 +104,8 @@ def poll(r: Redis, config: Mapping[str, Any], client: InfobipClient, feed: Feed,
     finally:
         with contextlib.suppress(RedisError):  # else it expires on its own
             r.eval(_RELEASE, 1, lock, token)
-    log.info("pull", extra={"feature": feed.name, **figures})
+    quiet = not figures.get("accepted") and not figures.get("rejected") and "error" not in figures
+    (log.debug if quiet else log.info)("pull", extra={"feature": feed.name, **figures})  # not every 5 s
     return figures
 
 
