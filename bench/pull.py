@@ -72,7 +72,7 @@ def pull_round(r: redis.Redis, fake_url: str, prefix: str, n: int, have: int) ->
     return n / into_state(r, have + n, started)
 
 
-def bar(run: Any, reports: int = 10_000, rounds: int = 2) -> dict[str, Any]:
+def bar(run: Any, reports: int = 5_000, rounds: int = 2) -> dict[str, Any]:
     """Run the rounds; returns the figures for bench.run's Bar."""
     server = run.redis_server("pull")
     try:

@@ -124,7 +124,9 @@ def test_a_worker_sigkilled_while_pulling_loses_nothing(tmp_path, consumer, fake
     Infobip but not yet in Redis (the loss window). Send records make those messages
     candidates, and reconciliation fills them from the logs: in the end nothing is missing."""
     ids = [f"kill-{n:05}" for n in range(3000)]
-    with running(tmp_path, consumer, fake, PULL_REPORTS="1", PULL_LIMIT="50", RECONCILE_AFTER="4",
+    # RECONCILE_AFTER outlasts the dead poller's lock (30 s) and the pulling after it, so the
+    # logs fill only what pulling lost.
+    with running(tmp_path, consumer, fake, PULL_REPORTS="1", PULL_LIMIT="50", RECONCILE_AFTER="45",
                  RECONCILE_RATE="50") as stack:
         stack.held.add("worker")  # sends first: no pulling until they are recorded
         stack.procs["worker"].stop()
@@ -144,7 +146,7 @@ def test_a_worker_sigkilled_while_pulling_loses_nothing(tmp_path, consumer, fake
                  "nothing awaiting a report")
         sources = stack.sources(ids)
         assert sources["missing"] == 0 and sources["send"] == 0
-        figures.update(sources=dict(sources),
+        figures.update(sources=dict(sources), lostInTheWindowAndFilledFromLogs=sources["logs"],
                        reconciliation=stack.api("GET", "/api/reconciliation")[1]["totals"])
         report_figures("pull_worker_sigkill", figures)
 
