@@ -3,6 +3,7 @@ serves each report and inbound message once, with real workers applying what was
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from app.infobip import pull, status
 from app.infobip.client import InfobipClient, RetryPolicy
 from app.keys import PULL_LOCK, WORKER_COUNTERS
 from tests.samples import push, report
+from tools.redis_server import free_port
 
 CONFIG = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100, "PULL_LIMIT": 1000}
 
@@ -102,3 +104,41 @@ def test_a_wrong_key_stops_the_feature_with_backoff(fake_infobip, r) -> None:
     assert poll(r, wrong)["error"] == "InfobipAuthError"
     assert len(fake_infobip.control.calls("/sms/1/reports")) == 1, "blocked: no second call"
     assert "not-the-key" not in orjson.dumps(status.all(r)).decode()
+
+
+def test_a_page_redis_refuses_is_kept_in_hand_and_written_once_redis_is_back(tmp_path, monkeypatch) -> None:
+    """The page is gone from Infobip: while Redis refuses it, the poller asks again (not a
+    second fetch), and the page lands whole once Redis answers."""
+    import threading
+
+    import redis as redis_lib
+
+    from tools.redis_server import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    down = redis_lib.Redis.from_url(server.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    server.stop()
+    real_sleep = time.sleep
+    monkeypatch.setattr(pull.time, "sleep", lambda s: real_sleep(min(s, 0.5)))
+    back = threading.Timer(1.0, server.start)
+    back.start()
+    try:
+        page = {"results": [report("kept-1"), report("kept-2")]}
+        answer = pull.hand_over(down, CONFIG, pull.REPORTS, page["results"], page, tries=8)
+        assert answer["accepted"] == 2
+        assert down.llen("inbox:0") + down.llen("inbox:1") + down.llen("inbox:2") + down.llen("inbox:3") == 2
+    finally:
+        back.join()
+        server.stop()
+
+
+def test_a_page_redis_never_takes_is_logged_by_message_id_and_raised(tmp_path, monkeypatch, caplog) -> None:
+    import redis as redis_lib
+
+    down = redis_lib.Redis(port=free_port(), socket_connect_timeout=0.2)
+    monkeypatch.setattr(pull.time, "sleep", lambda s: None)
+    page = {"results": [report("lost-1")]}
+    with pytest.raises(redis_lib.RedisError):
+        pull.hand_over(down, CONFIG, pull.REPORTS, page["results"], page, tries=2)
+    [line] = [rec for rec in caplog.records if rec.getMessage() == "pulled page lost: Redis refused it"]
+    assert line.messageIds == ["lost-1"]
