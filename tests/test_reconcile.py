@@ -102,6 +102,7 @@ def test_past_the_log_window_a_message_is_stale(sent, ib, r, work, api, fake_inf
     figures = run(r, ib, after=49 * HOUR)
     assert (figures["stale"], figures["checked"]) == (2, 0)
     assert fake_infobip.control.calls("/sms/1/logs") == [], "outside the window: nothing to ask"
+    assert run(r, ib, after=49 * HOUR)["candidates"] == 0, "not marked twice before the drain applies it"
     work()
     message = api.get(f"/api/messages/{ids[0]}").json
     assert message["stale"] is True and message["awaitingReport"] is True

@@ -81,7 +81,8 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         r.zrem(INDEX_PENDING, *gone)
     stale = [i for i, record in known.items() if now - sent_epoch(record) > LOG_WINDOW]
     mark_stale(r, config, stale)
-    wanted = {i: record for i, record in known.items() if i not in set(stale)} if stale else known
+    stale_ids = set(stale)
+    wanted = {i: record for i, record in known.items() if i not in stale_ids}
     figures: dict[str, Any] = {"at": now_text(), "candidates": len(ids), "checked": 0,
                                "filledFromLogs": 0, "stale": len(stale), "calls": 0}
     found: dict[str, dict[str, Any]] = {}
@@ -105,8 +106,9 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         body = orjson.dumps({"results": news})
         answer = handoff.accept(r, config, "dlr", news, source="logs", body=body, path="/infobip/dlr")
         figures["filledFromLogs"] = answer["accepted"]
-    if checked:  # next look RECONCILE_AFTER from now (GT: never back in time; XX: never re-add)
-        r.zadd(INDEX_PENDING, dict.fromkeys(checked, now), xx=True, gt=True)
+    if checked or stale:  # next look RECONCILE_AFTER from now (GT: never back in time; XX: never
+        # re-add what the drain removed); a stale mark not yet applied is not marked twice
+        r.zadd(INDEX_PENDING, dict.fromkeys(checked + stale, now), xx=True, gt=True)
     pipe = r.pipeline(transaction=True)
     pipe.set(RECONCILE_LAST, orjson.dumps(figures))
     for name in ("candidates", "checked", "filledFromLogs", "stale", "calls"):
