@@ -38,11 +38,16 @@ def start_fake(run: Any) -> str:
     """The fake Infobip on a free port (in the run's process list); its URL, from the line it
     prints once it listens (its output goes to the run's log of it)."""
     args = [sys.executable, "-m", "tools.fake_infobip", "--port", "0", "--api-key", KEY]
-    run.procs.start("fake-infobip", args, run.env())
     log = run.procs.log_dir / "fake-infobip.log"
+    before = log.stat().st_size if log.exists() else 0  # the log is appended to, run after run
+    run.procs.start("fake-infobip", args, run.env())
     marker = b"listening on "
-    wait_for(lambda: marker in log.read_bytes(), 30, "the fake Infobip to listen", interval=0.1)
-    return log.read_bytes().rsplit(marker, 1)[1].split()[0].decode()
+
+    def ours() -> bytes:
+        return log.read_bytes()[before:]
+
+    wait_for(lambda: marker in ours(), 30, "the fake Infobip to listen", interval=0.1)
+    return ours().split(marker, 1)[1].split()[0].decode()
 
 
 def into_state(r: redis.Redis, target: int, started: float) -> float:
