@@ -72,3 +72,10 @@ DASH_BULKS = "dash:bulks"  # zset bulkId -> first report's arrival (newest first
 DASH_ANSWER = "dash:answer:{consumer}"  # hash: consumer answer time histogram, a:<bucket>
 DASH_SESSION = "dash:session:{sid}"  # a signed-in dashboard session (its TTL is the session's)
 DASH_LOGIN_FAILURES = "dash:login:fail:{address}"  # failed sign-ins from one address, short TTL
+
+# --- SPEC §9: pull mode, send records, reconciliation (h14b) ----------------------------------
+INDEX_PENDING = "ix:pending"  # zset messageId -> last news (epoch s) of every message not final
+PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
+RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
+RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
+RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"
