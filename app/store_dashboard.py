@@ -15,7 +15,7 @@ from typing import Any
 from redis import Redis
 
 from app import store
-from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS
+from app.classify import classify_error
 from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
 
 # Upper bounds in seconds; a value above the last falls in "inf".
@@ -53,21 +53,17 @@ def _decoded(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
-def error_info(error_id: int) -> dict[str, Any]:
-    """Name, group and the seed's description of a GSM error code."""
-    known = GSM_ERRORS.get(error_id)
-    if known is None:
+def error_info(error_id: int, language: str = "en") -> dict[str, Any]:
+    """Name, group and description of a GSM error code, by the lookup ingest fills reports with
+    (app/classify.py), in `language` (CODE_DESCRIPTIONS)."""
+    known = classify_error({"id": error_id}, [], language)
+    if "name" not in known:
         return {"id": error_id, "name": f"error {error_id}", "description": "not in Infobip's table",
                 "groupName": None, "permanent": None}
-    return {"id": error_id, "name": known.name, "description": known.description,
-            "groupName": ERROR_GROUPS[known.group_id].name, "permanent": known.permanent}
+    return {key: known.get(key) for key in ("id", "name", "description", "groupName", "permanent")}
 
 
-def group_descriptions() -> dict[str, str]:
-    return {g.name: g.description for g in STATUS_GROUPS.values()}
-
-
-def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
+def last_day(r: Redis, now: float | None = None, language: str = "en") -> dict[str, Any]:
     """The last 24 h from the hour hashes: per-minute series (the last 1,440 minutes) and, for
     the current hour and the 23 before it, the funnel, errors and percentiles."""
     now = time.time() if now is None else now
@@ -98,14 +94,14 @@ def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
         "totals": {"reports": total.get("dlr", 0), "inbound": total.get("mo", 0),
                    "messages": total.get("msgs", 0)},
         "groups": groups,
-        "errors": [{**error_info(e), "count": n} for e, n in errors[:10]],
+        "errors": [{**error_info(e, language), "count": n} for e, n in errors[:10]],
         "delivery": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
                      "p99": percentile(delivery, 0.99), "count": sum(n for _, n in delivery)},
         "lag": {"p50": percentile(lag, 0.5), "p99": percentile(lag, 0.99), "count": sum(n for _, n in lag)},
     }
 
 
-def bulk_detail(r: Redis, bulk_id: str) -> dict[str, Any] | None:
+def bulk_detail(r: Redis, bulk_id: str, language: str = "en") -> dict[str, Any] | None:
     """The bulk's totals (app/store.py) with its error breakdown and delivery-time histogram."""
     bulk = store.get_bulk(r, bulk_id)
     if bulk is None:
@@ -116,7 +112,7 @@ def bulk_detail(r: Redis, bulk_id: str) -> dict[str, Any] | None:
     delivery = histogram(fields, "dt:", DELIVERY_BUCKETS)
     return {
         **bulk,
-        "errors": [{**error_info(e), "count": n} for e, n in errors],
+        "errors": [{**error_info(e, language), "count": n} for e, n in errors],
         "deliveryTimes": delivery,
         "deliveryPercentiles": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
                                 "p99": percentile(delivery, 0.99)},

@@ -67,7 +67,8 @@ def test_overview_after_a_campaign(page, campaign):
     html = page("/")
     assert "Nothing has arrived yet" not in html
     text = text_of(html)
-    assert "EC_ABSENT_SUBSCRIBER" in text and "Отсутствующий абонент" in text  # the seed's description
+    assert "EC_ABSENT_SUBSCRIBER" in text and "Absent Subscriber" in text  # Infobip's English wording
+    assert "Отсутствующий" not in text
     assert "<svg class=\"chart-svg\"" in html and "spring" in html
     assert "Reconciliation" in text and "Not configured" in text
     fragment = page("/overview/live")
@@ -86,6 +87,31 @@ def test_bulk_page_matches_the_api(page, api, campaign):
     assert "Awaiting report 0" in text and "Stale 0" in text  # no send records on this tree
     assert "EC_ABSENT_SUBSCRIBER" in text
     assert "≤ 10 s" in text  # the delivery-time distribution (7.2 s)
+
+
+@pytest.mark.parametrize(("language", "absent", "unknown"), [
+    ("en", "Absent Subscriber", None),  # Infobip gives no English text for #1: its name alone
+    ("ru", "Отсутствующий абонент", "Неизвестный абонент"),
+])
+def test_error_descriptions_follow_code_descriptions(config, infobip, work, language, absent, unknown):
+    """Top errors and a bulk's errors are described as ingest fills reports (app/classify.py)."""
+    from app import create_app
+
+    unknown_subscriber = {**ABSENT, "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "permanent": True}
+    infobip.dlr(push(report("u-1", "UNDELIVERABLE", bulkId="autumn", error=ABSENT),
+                     report("u-2", "UNDELIVERABLE", bulkId="autumn", error=unknown_subscriber)))
+    work()
+    client = create_app({**config, "CODE_DESCRIPTIONS": language}).test_client()
+    sign_in(client)
+    for path in ("/", "/bulks/autumn"):
+        html = client.get(path).get_data(as_text=True)
+        assert f'<span class="desc">{absent}</span>' in html, path
+        assert "EC_UNKNOWN_SUBSCRIBER" in html
+        descriptions = re.findall(r'<span class="desc">([^<]*)</span>', html)
+        if unknown:
+            assert unknown in descriptions, path
+        else:
+            assert "EC_UNKNOWN_SUBSCRIBER" not in descriptions and "Неизвестный абонент" not in html, path
 
 
 def test_bulk_page_shows_awaiting_and_stale_when_known(page, campaign, monkeypatch):
