@@ -16,7 +16,9 @@ from redis import Redis
 
 from app import store
 from app.classify import classify_error
+from app.infobip import status as infobip_status
 from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
+from app.smpp import status as smpp_status
 
 # Upper bounds in seconds; a value above the last falls in "inf".
 DELIVERY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -144,15 +146,27 @@ def answer_times(r: Redis, consumers: Sequence[str]) -> dict[str, dict[str, floa
 
 
 def reconciliation(r: Redis, config: Any) -> dict[str, Any] | None:
-    """Reconciliation state (SPEC §9.3) when that feature is built and configured, else None."""
-    if not config.get("INFOBIP_BASE_URL"):
+    """The last reconciliation run and the totals of every run (SPEC §9.3), as
+    `GET /api/reconciliation` reads them (`app.store.get_reconciliation`, built with pull and
+    reconciliation, issue 14), when Infobip is configured; else None. Tolerant of a tree
+    without that reader, and of a reader that fails: the overview must still render."""
+    reader = getattr(store, "get_reconciliation", None)
+    if not config.get("INFOBIP_BASE_URL") or not callable(reader):
         return None
     try:
-        from app.infobip import reconcile  # built alongside (issue 14); absent on older trees
-    except ImportError:
+        found = reader(r)
+    except Exception:  # a panel of another branch's feature must not take the overview down
         return None
-    reader = getattr(reconcile, "status", None) or getattr(reconcile, "state", None)
-    try:
-        return reader(r) if callable(reader) else None
-    except Exception:  # a reader of another branch must not take the overview down
+    if not isinstance(found, dict):
         return None
+    return {"reconcileAfter": config.get("RECONCILE_AFTER") or 0, **found}
+
+
+def connections(r: Redis, config: Any) -> dict[str, Any]:
+    """What the service's own links to Infobip look like, for those that are configured: each
+    SMPP session's bind (app/smpp/status.py) and each Infobip API feature's health
+    (app/infobip/status.py), the same readers as `/readyz` and `/metrics`."""
+    return {
+        "smpp": smpp_status.binds(r, config["SMPP_SESSIONS"]) if config.get("SMPP_HOST") else None,
+        "infobip": infobip_status.all(r) if config.get("INFOBIP_BASE_URL") else None,
+    }

@@ -18,6 +18,7 @@ from tests.test_dashboard_security import sign_in, token_of
 
 ABSENT = {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC_ABSENT_SUBSCRIBER",
           "permanent": False}
+INFOBIP = {"INFOBIP_BASE_URL": "http://127.0.0.1:9", "INFOBIP_API_KEY": "k"}  # configured; never called
 
 
 @pytest.fixture
@@ -218,3 +219,79 @@ def test_consumers_page_and_dead_letter_replay(use_routes, consumer_server, r):
     assert "1 dead letter of crm queued" in client.get("/consumers").get_data(as_text=True)
     assert r.llen(DEAD_LETTERS.format(consumer="crm")) == 0
     assert client.post("/consumers/nope/replay", data={"csrf_token": token_of(html)}).status_code == 404
+
+
+def test_overview_hides_smpp_and_infobip_panels_when_not_configured(page):
+    html = page("/")
+    assert 'id="smpp"' not in html and 'id="infobip"' not in html
+
+
+def test_overview_shows_each_smpp_bind(config, r):
+    """SPEC §13 / issue 18 point 6: each configured session bound, connecting or down, its host
+    and since when; a session the smpp process never reported (or that died) reads down."""
+    from app import create_app
+    from app.smpp import status as smpp_status
+
+    since = 1_765_000_000.0
+    smpp_status.write(r, 0, {"state": "bound", "host": "smpp1.infobip.com", "port": 8888, "since": since,
+                             "received": 12, "rejected": 0})
+    smpp_status.write(r, 1, {"state": "connecting", "host": "smpp2.infobip.com", "port": 8888,
+                             "since": since})
+    client = create_app({**config, "SMPP_HOST": "smpp1.infobip.com", "SMPP_SESSIONS": 3}).test_client()
+    sign_in(client)
+    html = client.get("/").get_data(as_text=True)
+    binds = dict(re.findall(r'data-bind="(\d)">.*?<span data-state>(\w+)</span>', html, re.S))
+    assert binds == {"0": "bound", "1": "connecting", "2": "down"}
+    text = text_of(html)
+    assert "smpp1.infobip.com:8888" in text and "smpp2.infobip.com:8888" in text
+    assert "2025-12-06 05:46:40 UTC" in text  # since, as a <time> the page shows in the viewer's zone
+    assert "no report from the smpp process" in text
+    assert 'class="dot ok"' in html and 'class="dot warn"' in html and 'class="dot bad"' in html
+    assert 'data-bind="2"' in client.get("/overview/live").get_data(as_text=True)
+
+
+def test_overview_shows_infobip_feature_health(config, r):
+    """Each Infobip feature that has called: ok, auth failed or unavailable with the reason and
+    when it is tried again (app/infobip/status.py, as /readyz shows it)."""
+    from app import create_app
+    from app.infobip import status as infobip_status
+
+    configured = create_app({**config, **INFOBIP}).test_client()
+    sign_in(configured)
+    assert "No call to Infobip yet" in configured.get("/").get_data(as_text=True)
+    infobip_status.record_ok(r, "pull-reports")
+    infobip_status.record_failure(r, "logs", "HTTP 401", state=infobip_status.AUTH_FAILED)
+    infobip_status.record_failure(r, "send", "HTTP 503", retry_at=1_765_000_000.0)
+    html = configured.get("/").get_data(as_text=True)
+    features = dict(re.findall(r'data-feature="([\w-]+)">.*?<span data-state>([\w ]+)</span>', html, re.S))
+    assert features == {"logs": "auth failed", "pull-reports": "ok", "send": "unavailable"}
+    text = text_of(html)
+    assert "HTTP 401" in text and "HTTP 503" in text
+    assert "next try 2025-12-06 05:46:40 UTC" in text
+
+
+def test_reconciliation_panel_reads_the_last_run(config, r, monkeypatch):
+    """The panel reads `app.store.get_reconciliation` (pull and reconciliation, issue 14) when it
+    exists; a tree without it, or a reader that fails, shows the panel's other states."""
+    from app import create_app
+
+    client = create_app({**config, **INFOBIP, "RECONCILE_AFTER": 3600}).test_client()
+    sign_in(client)
+    monkeypatch.delattr(store, "get_reconciliation", raising=False)
+    assert "Not configured" in text_of(client.get("/").get_data(as_text=True))
+    last = {"at": "2026-12-07T01:00:00.000Z", "candidates": 40, "checked": 38, "filledFromLogs": 5,
+            "stale": 2, "calls": 3}
+    monkeypatch.setattr(store, "get_reconciliation", lambda r: {"lastRun": last, "totals": {
+        "runs": 4, "filledFromLogs": 9, "stale": 2}}, raising=False)
+    text = text_of(client.get("/").get_data(as_text=True))
+    assert "Last run 2026-12-07 01:00:00 UTC" in text
+    assert "Looked up in the logs 38 of 40" in text and "Filled from the logs 5" in text
+    assert "All runs 4 · 9 filled · 2 stale" in text
+    monkeypatch.setattr(store, "get_reconciliation", lambda r: {"lastRun": None, "totals": {}}, raising=False)
+    assert "No run yet" in client.get("/").get_data(as_text=True)
+
+    def broken(r):
+        raise KeyError("lastRun")
+
+    monkeypatch.setattr(store, "get_reconciliation", broken, raising=False)
+    assert client.get("/").status_code == 200

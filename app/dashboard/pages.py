@@ -56,6 +56,7 @@ def overview_figures() -> dict[str, Any]:
         "consumers": consumers,
         "answer": answer,
         "reconciliation": store_dashboard.reconciliation(r, current_app.config),
+        **store_dashboard.connections(r, current_app.config),
         "bulks": store_dashboard.bulks_page(r, 0, 5)[0],
         "now": time.time(),
         "urls": ingest_urls(),
