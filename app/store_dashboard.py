@@ -16,6 +16,7 @@ from redis import Redis
 
 from app import store
 from app.classify import classify_error
+from app.codes import ERROR_GROUPS, description_for
 from app.infobip import status as infobip_status
 from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
 from app.smpp import status as smpp_status
@@ -57,12 +58,15 @@ def _decoded(raw: dict[bytes, bytes]) -> dict[str, int]:
 
 def error_info(error_id: int, language: str = "en") -> dict[str, Any]:
     """Name, group and description of a GSM error code, by the lookup ingest fills reports with
-    (app/classify.py), in `language` (CODE_DESCRIPTIONS)."""
+    (app/classify.py), in `language` (CODE_DESCRIPTIONS). Infobip gives no English text for most
+    codes (the description is then the name): the group's ("Handset error occurred.") says more."""
     known = classify_error({"id": error_id}, [], language)
     if "name" not in known:
         return {"id": error_id, "name": f"error {error_id}", "description": "not in Infobip's table",
                 "groupName": None, "permanent": None}
-    return {key: known.get(key) for key in ("id", "name", "description", "groupName", "permanent")}
+    group = ERROR_GROUPS.get(known.get("groupId"))
+    return {**{key: known.get(key) for key in ("id", "name", "description", "groupName", "permanent")},
+            "groupDescription": description_for(group, language) if group else None}
 
 
 def last_day(r: Redis, now: float | None = None, language: str = "en") -> dict[str, Any]:
