@@ -237,7 +237,8 @@ def test_overview_shows_each_smpp_bind(config, r):
     client = create_app({**config, "SMPP_HOST": "smpp1.infobip.com", "SMPP_SESSIONS": 3}).test_client()
     sign_in(client)
     html = client.get("/").get_data(as_text=True)
-    binds = dict(re.findall(r'data-bind="(\d)">.*?<span data-state>(\w+)</span>', html, re.S))
+    shown = r'data-bind="(\d)">.*?<span class="state \w+" data-state>(\w+)</span>'
+    binds = dict(re.findall(shown, html, re.S))
     assert binds == {"0": "bound", "1": "connecting", "2": "down"}
     text = text_of(html)
     assert "smpp1.infobip.com:8888" in text and "smpp2.infobip.com:8888" in text
@@ -260,7 +261,8 @@ def test_overview_shows_infobip_feature_health(config, r):
     infobip_status.record_failure(r, "logs", "HTTP 401", state=infobip_status.AUTH_FAILED)
     infobip_status.record_failure(r, "send", "HTTP 503", retry_at=1_765_000_000.0)
     html = configured.get("/").get_data(as_text=True)
-    features = dict(re.findall(r'data-feature="([\w-]+)">.*?<span data-state>([\w ]+)</span>', html, re.S))
+    shown = r'data-feature="([\w-]+)">.*?<span class="state \w+" data-state>([\w ]+)</span>'
+    features = dict(re.findall(shown, html, re.S))
     assert features == {"logs": "auth failed", "pull-reports": "ok", "send": "unavailable"}
     text = text_of(html)
     assert "HTTP 401" in text and "HTTP 503" in text
