@@ -96,14 +96,11 @@ def test_bulk_page_matches_the_api(page, api, campaign):
 ])
 def test_error_descriptions_follow_code_descriptions(config, infobip, work, language, absent, unknown):
     """Top errors and a bulk's errors are described as ingest fills reports (app/classify.py)."""
-    from app import create_app
-
     unknown_subscriber = {**ABSENT, "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "permanent": True}
     infobip.dlr(push(report("u-1", "UNDELIVERABLE", bulkId="autumn", error=ABSENT),
                      report("u-2", "UNDELIVERABLE", bulkId="autumn", error=unknown_subscriber)))
     work()
-    client = create_app({**config, "CODE_DESCRIPTIONS": language}).test_client()
-    sign_in(client)
+    client = signed_in_with(config, CODE_DESCRIPTIONS=language)
     for path in ("/", "/bulks/autumn"):
         html = client.get(path).get_data(as_text=True)
         assert f'<span class="desc">{absent}</span>' in html, path
@@ -223,10 +220,24 @@ def test_overview_hides_smpp_and_infobip_panels_when_not_configured(page):
     assert 'id="smpp"' not in html and 'id="infobip"' not in html
 
 
+def signed_in_with(config, **settings):
+    """A test client of the app configured with `settings`, signed in to the dashboard."""
+    from app import create_app
+
+    client = create_app({**config, **settings}).test_client()
+    sign_in(client)
+    return client
+
+
+def states(html: str, item: str) -> dict[str, str]:
+    """{`data-<item>` value: the state shown} of the overview's health lists."""
+    return dict(re.findall(rf'data-{item}="([\w-]+)">.*?<span class="state \w+" data-state>([\w ]+)</span>',
+                           html, re.S))
+
+
 def test_overview_shows_each_smpp_bind(config, r):
     """SPEC §13 / issue 18 point 6: each configured session bound, connecting or down, its host
     and since when; a session the smpp process never reported (or that died) reads down."""
-    from app import create_app
     from app.smpp import status as smpp_status
 
     since = 1_765_000_000.0
@@ -234,12 +245,9 @@ def test_overview_shows_each_smpp_bind(config, r):
                              "received": 12, "rejected": 0})
     smpp_status.write(r, 1, {"state": "connecting", "host": "smpp2.infobip.com", "port": 8888,
                              "since": since})
-    client = create_app({**config, "SMPP_HOST": "smpp1.infobip.com", "SMPP_SESSIONS": 3}).test_client()
-    sign_in(client)
+    client = signed_in_with(config, SMPP_HOST="smpp1.infobip.com", SMPP_SESSIONS=3)
     html = client.get("/").get_data(as_text=True)
-    shown = r'data-bind="(\d)">.*?<span class="state \w+" data-state>(\w+)</span>'
-    binds = dict(re.findall(shown, html, re.S))
-    assert binds == {"0": "bound", "1": "connecting", "2": "down"}
+    assert states(html, "bind") == {"0": "bound", "1": "connecting", "2": "down"}
     text = text_of(html)
     assert "smpp1.infobip.com:8888" in text and "smpp2.infobip.com:8888" in text
     assert "2025-12-06 05:46:40 UTC" in text  # since, as a <time> the page shows in the viewer's zone
@@ -251,19 +259,15 @@ def test_overview_shows_each_smpp_bind(config, r):
 def test_overview_shows_infobip_feature_health(config, r):
     """Each Infobip feature that has called: ok, auth failed or unavailable with the reason and
     when it is tried again (app/infobip/status.py, as /readyz shows it)."""
-    from app import create_app
     from app.infobip import status as infobip_status
 
-    configured = create_app({**config, **INFOBIP}).test_client()
-    sign_in(configured)
+    configured = signed_in_with(config, **INFOBIP)
     assert "No call to Infobip yet" in configured.get("/").get_data(as_text=True)
     infobip_status.record_ok(r, "pull-reports")
     infobip_status.record_failure(r, "logs", "HTTP 401", state=infobip_status.AUTH_FAILED)
     infobip_status.record_failure(r, "send", "HTTP 503", retry_at=1_765_000_000.0)
     html = configured.get("/").get_data(as_text=True)
-    shown = r'data-feature="([\w-]+)">.*?<span class="state \w+" data-state>([\w ]+)</span>'
-    features = dict(re.findall(shown, html, re.S))
-    assert features == {"logs": "auth failed", "pull-reports": "ok", "send": "unavailable"}
+    assert states(html, "feature") == {"logs": "auth failed", "pull-reports": "ok", "send": "unavailable"}
     text = text_of(html)
     assert "HTTP 401" in text and "HTTP 503" in text
     assert "next try 2025-12-06 05:46:40 UTC" in text
@@ -272,10 +276,7 @@ def test_overview_shows_infobip_feature_health(config, r):
 def test_reconciliation_panel_reads_the_last_run(config, r, monkeypatch):
     """The panel reads `app.store.get_reconciliation` (pull and reconciliation, issue 14) when it
     exists; a tree without it, or a reader that fails, shows the panel's other states."""
-    from app import create_app
-
-    client = create_app({**config, **INFOBIP, "RECONCILE_AFTER": 3600}).test_client()
-    sign_in(client)
+    client = signed_in_with(config, **INFOBIP, RECONCILE_AFTER=3600)
     monkeypatch.delattr(store, "get_reconciliation", raising=False)
     assert "Not configured" in text_of(client.get("/").get_data(as_text=True))
     last = {"at": "2026-12-07T01:00:00.000Z", "candidates": 40, "checked": 38, "filledFromLogs": 5,
