@@ -15,8 +15,11 @@ from typing import Any
 from redis import Redis
 
 from app import store
-from app.codes import ERROR_GROUPS, GSM_ERRORS, STATUS_GROUPS
+from app.classify import classify_error
+from app.codes import ERROR_GROUPS, description_for
+from app.infobip import status as infobip_status
 from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
+from app.smpp import status as smpp_status
 
 # Upper bounds in seconds; a value above the last falls in "inf".
 DELIVERY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -53,21 +56,20 @@ def _decoded(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
-def error_info(error_id: int) -> dict[str, Any]:
-    """Name, group and the seed's description of a GSM error code."""
-    known = GSM_ERRORS.get(error_id)
-    if known is None:
+def error_info(error_id: int, language: str = "en") -> dict[str, Any]:
+    """Name, group and description of a GSM error code, by the lookup ingest fills reports with
+    (app/classify.py), in `language` (CODE_DESCRIPTIONS). Infobip gives no English text for most
+    codes (the description is then the name): the group's ("Handset error occurred.") says more."""
+    known = classify_error({"id": error_id}, [], language)
+    if "name" not in known:
         return {"id": error_id, "name": f"error {error_id}", "description": "not in Infobip's table",
                 "groupName": None, "permanent": None}
-    return {"id": error_id, "name": known.name, "description": known.description,
-            "groupName": ERROR_GROUPS[known.group_id].name, "permanent": known.permanent}
+    group = ERROR_GROUPS.get(known.get("groupId"))
+    return {**{key: known.get(key) for key in ("id", "name", "description", "groupName", "permanent")},
+            "groupDescription": description_for(group, language) if group else None}
 
 
-def group_descriptions() -> dict[str, str]:
-    return {g.name: g.description for g in STATUS_GROUPS.values()}
-
-
-def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
+def last_day(r: Redis, now: float | None = None, language: str = "en") -> dict[str, Any]:
     """The last 24 h from the hour hashes: per-minute series (the last 1,440 minutes) and, for
     the current hour and the 23 before it, the funnel, errors and percentiles."""
     now = time.time() if now is None else now
@@ -98,14 +100,14 @@ def last_day(r: Redis, now: float | None = None) -> dict[str, Any]:
         "totals": {"reports": total.get("dlr", 0), "inbound": total.get("mo", 0),
                    "messages": total.get("msgs", 0)},
         "groups": groups,
-        "errors": [{**error_info(e), "count": n} for e, n in errors[:10]],
+        "errors": [{**error_info(e, language), "count": n} for e, n in errors[:10]],
         "delivery": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
                      "p99": percentile(delivery, 0.99), "count": sum(n for _, n in delivery)},
         "lag": {"p50": percentile(lag, 0.5), "p99": percentile(lag, 0.99), "count": sum(n for _, n in lag)},
     }
 
 
-def bulk_detail(r: Redis, bulk_id: str) -> dict[str, Any] | None:
+def bulk_detail(r: Redis, bulk_id: str, language: str = "en") -> dict[str, Any] | None:
     """The bulk's totals (app/store.py) with its error breakdown and delivery-time histogram."""
     bulk = store.get_bulk(r, bulk_id)
     if bulk is None:
@@ -116,7 +118,7 @@ def bulk_detail(r: Redis, bulk_id: str) -> dict[str, Any] | None:
     delivery = histogram(fields, "dt:", DELIVERY_BUCKETS)
     return {
         **bulk,
-        "errors": [{**error_info(e), "count": n} for e, n in errors],
+        "errors": [{**error_info(e, language), "count": n} for e, n in errors],
         "deliveryTimes": delivery,
         "deliveryPercentiles": {"p50": percentile(delivery, 0.5), "p90": percentile(delivery, 0.9),
                                 "p99": percentile(delivery, 0.99)},
@@ -148,15 +150,27 @@ def answer_times(r: Redis, consumers: Sequence[str]) -> dict[str, dict[str, floa
 
 
 def reconciliation(r: Redis, config: Any) -> dict[str, Any] | None:
-    """Reconciliation state (SPEC §9.3) when that feature is built and configured, else None."""
-    if not config.get("INFOBIP_BASE_URL"):
+    """The last reconciliation run and the totals of every run (SPEC §9.3), as
+    `GET /api/reconciliation` reads them (`app.store.get_reconciliation`, built with pull and
+    reconciliation, issue 14), when Infobip is configured; else None. Tolerant of a tree
+    without that reader, and of a reader that fails: the overview must still render."""
+    reader = getattr(store, "get_reconciliation", None)
+    if not config.get("INFOBIP_BASE_URL") or not callable(reader):
         return None
     try:
-        from app.infobip import reconcile  # built alongside (issue 14); absent on older trees
-    except ImportError:
+        found = reader(r)
+    except Exception:  # a panel of another branch's feature must not take the overview down
         return None
-    reader = getattr(reconcile, "status", None) or getattr(reconcile, "state", None)
-    try:
-        return reader(r) if callable(reader) else None
-    except Exception:  # a reader of another branch must not take the overview down
+    if not isinstance(found, dict):
         return None
+    return {"reconcileAfter": config.get("RECONCILE_AFTER") or 0, **found}
+
+
+def connections(r: Redis, config: Any) -> dict[str, Any]:
+    """What the service's own links to Infobip look like, for those that are configured: each
+    SMPP session's bind (app/smpp/status.py) and each Infobip API feature's health
+    (app/infobip/status.py), the same readers as `/readyz` and `/metrics`."""
+    return {
+        "smpp": smpp_status.binds(r, config["SMPP_SESSIONS"]) if config.get("SMPP_HOST") else None,
+        "infobip": infobip_status.all(r) if config.get("INFOBIP_BASE_URL") else None,
+    }

@@ -41,7 +41,8 @@ def test_a_batch_counts_reports_groups_errors_and_delivery_times(r):
     assert day["groups"]["DELIVERED"] == 1 and day["groups"]["UNDELIVERABLE"] == 1
     assert day["groups"]["PENDING"] == 1
     assert [(e["name"], e["count"]) for e in day["errors"]] == [("EC_ABSENT_SUBSCRIBER", 1)]
-    assert day["errors"][0]["description"] == "Отсутствующий абонент"  # the seed's own words
+    assert day["errors"][0]["description"] == "Absent Subscriber"  # Infobip's English (CODE_DESCRIPTIONS)
+    assert store_dashboard.last_day(r, language="ru")["errors"][0]["description"] == "Отсутствующий абонент"
     assert day["delivery"]["count"] == 1 and day["delivery"]["p50"] == 10.0  # 7.2 s, in (5, 10]
     assert day["lag"]["count"] == 3
     bulk = store_dashboard.bulk_detail(r, "bulk-1")

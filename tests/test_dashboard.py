@@ -18,6 +18,7 @@ from tests.test_dashboard_security import sign_in, token_of
 
 ABSENT = {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC_ABSENT_SUBSCRIBER",
           "permanent": False}
+INFOBIP = {"INFOBIP_BASE_URL": "http://127.0.0.1:9", "INFOBIP_API_KEY": "k"}  # configured; never called
 
 
 @pytest.fixture
@@ -67,7 +68,8 @@ def test_overview_after_a_campaign(page, campaign):
     html = page("/")
     assert "Nothing has arrived yet" not in html
     text = text_of(html)
-    assert "EC_ABSENT_SUBSCRIBER" in text and "Отсутствующий абонент" in text  # the seed's description
+    assert "EC_ABSENT_SUBSCRIBER" in text and "Absent Subscriber" in text  # Infobip's English wording
+    assert "Отсутствующий" not in text
     assert "<svg class=\"chart-svg\"" in html and "spring" in html
     assert "Reconciliation" in text and "Not configured" in text
     fragment = page("/overview/live")
@@ -86,6 +88,25 @@ def test_bulk_page_matches_the_api(page, api, campaign):
     assert "Awaiting report 0" in text and "Stale 0" in text  # no send records on this tree
     assert "EC_ABSENT_SUBSCRIBER" in text
     assert "≤ 10 s" in text  # the delivery-time distribution (7.2 s)
+
+
+@pytest.mark.parametrize(("language", "absent", "unknown"), [
+    ("en", "Absent Subscriber", "Handset error occurred."),  # no English text for #1: its group's
+    ("ru", "Отсутствующий абонент", "Неизвестный абонент"),
+])
+def test_error_descriptions_follow_code_descriptions(config, infobip, work, language, absent, unknown):
+    """Top errors and a bulk's errors are described as ingest fills reports (app/classify.py)."""
+    unknown_subscriber = {**ABSENT, "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "permanent": True}
+    infobip.dlr(push(report("u-1", "UNDELIVERABLE", bulkId="autumn", error=ABSENT),
+                     report("u-2", "UNDELIVERABLE", bulkId="autumn", error=unknown_subscriber)))
+    work()
+    client = signed_in_with(config, CODE_DESCRIPTIONS=language)
+    for path in ("/", "/bulks/autumn"):
+        html = client.get(path).get_data(as_text=True)
+        assert f'<span class="desc">{absent}</span>' in html, path
+        assert "EC_UNKNOWN_SUBSCRIBER" in html
+        descriptions = re.findall(r'<span class="desc[^"]*">([^<]*)</span>', html)
+        assert sorted(descriptions) == sorted([absent, unknown]), path
 
 
 def test_bulk_page_shows_awaiting_and_stale_when_known(page, campaign, monkeypatch):
@@ -192,3 +213,85 @@ def test_consumers_page_and_dead_letter_replay(use_routes, consumer_server, r):
     assert "1 dead letter of crm queued" in client.get("/consumers").get_data(as_text=True)
     assert r.llen(DEAD_LETTERS.format(consumer="crm")) == 0
     assert client.post("/consumers/nope/replay", data={"csrf_token": token_of(html)}).status_code == 404
+
+
+def test_overview_hides_smpp_and_infobip_panels_when_not_configured(page):
+    html = page("/")
+    assert 'id="smpp"' not in html and 'id="infobip"' not in html
+
+
+def signed_in_with(config, **settings):
+    """A test client of the app configured with `settings`, signed in to the dashboard."""
+    from app import create_app
+
+    client = create_app({**config, **settings}).test_client()
+    sign_in(client)
+    return client
+
+
+def states(html: str, item: str) -> dict[str, str]:
+    """{`data-<item>` value: the state shown} of the overview's health lists."""
+    return dict(re.findall(rf'data-{item}="([\w-]+)">.*?<span class="state \w+" data-state>([\w ]+)</span>',
+                           html, re.S))
+
+
+def test_overview_shows_each_smpp_bind(config, r):
+    """SPEC §13 / issue 18 point 6: each configured session bound, connecting or down, its host
+    and since when; a session the smpp process never reported (or that died) reads down."""
+    from app.smpp import status as smpp_status
+
+    since = 1_765_000_000.0
+    smpp_status.write(r, 0, {"state": "bound", "host": "smpp1.infobip.com", "port": 8888, "since": since,
+                             "received": 12, "rejected": 0})
+    smpp_status.write(r, 1, {"state": "connecting", "host": "smpp2.infobip.com", "port": 8888,
+                             "since": since})
+    client = signed_in_with(config, SMPP_HOST="smpp1.infobip.com", SMPP_SESSIONS=3)
+    html = client.get("/").get_data(as_text=True)
+    assert states(html, "bind") == {"0": "bound", "1": "connecting", "2": "down"}
+    text = text_of(html)
+    assert "smpp1.infobip.com:8888" in text and "smpp2.infobip.com:8888" in text
+    assert "2025-12-06 05:46:40 UTC" in text  # since, as a <time> the page shows in the viewer's zone
+    assert "no report from the smpp process" in text
+    assert 'class="dot ok"' in html and 'class="dot warn"' in html and 'class="dot bad"' in html
+    assert 'data-bind="2"' in client.get("/overview/live").get_data(as_text=True)
+
+
+def test_overview_shows_infobip_feature_health(config, r):
+    """Each Infobip feature that has called: ok, auth failed or unavailable with the reason and
+    when it is tried again (app/infobip/status.py, as /readyz shows it)."""
+    from app.infobip import status as infobip_status
+
+    configured = signed_in_with(config, **INFOBIP)
+    assert "No call to Infobip yet" in configured.get("/").get_data(as_text=True)
+    infobip_status.record_ok(r, "pull-reports")
+    infobip_status.record_failure(r, "logs", "HTTP 401", state=infobip_status.AUTH_FAILED)
+    infobip_status.record_failure(r, "send", "HTTP 503", retry_at=1_765_000_000.0)
+    html = configured.get("/").get_data(as_text=True)
+    assert states(html, "feature") == {"logs": "auth failed", "pull-reports": "ok", "send": "unavailable"}
+    text = text_of(html)
+    assert "HTTP 401" in text and "HTTP 503" in text
+    assert "next try 2025-12-06 05:46:40 UTC" in text
+
+
+def test_reconciliation_panel_reads_the_last_run(config, r, monkeypatch):
+    """The panel reads `app.store.get_reconciliation` (pull and reconciliation, issue 14) when it
+    exists; a tree without it, or a reader that fails, shows the panel's other states."""
+    client = signed_in_with(config, **INFOBIP, RECONCILE_AFTER=3600)
+    monkeypatch.delattr(store, "get_reconciliation", raising=False)
+    assert "Not configured" in text_of(client.get("/").get_data(as_text=True))
+    last = {"at": "2026-12-07T01:00:00.000Z", "candidates": 40, "checked": 38, "filledFromLogs": 5,
+            "stale": 2, "calls": 3}
+    monkeypatch.setattr(store, "get_reconciliation", lambda r: {"lastRun": last, "totals": {
+        "runs": 4, "filledFromLogs": 9, "stale": 2}}, raising=False)
+    text = text_of(client.get("/").get_data(as_text=True))
+    assert "Last run 2026-12-07 01:00:00 UTC" in text
+    assert "Looked up in the logs 38 of 40" in text and "Filled from the logs 5" in text
+    assert "All runs 4 · 9 filled · 2 stale" in text
+    monkeypatch.setattr(store, "get_reconciliation", lambda r: {"lastRun": None, "totals": {}}, raising=False)
+    assert "No run yet" in client.get("/").get_data(as_text=True)
+
+    def broken(r):
+        raise KeyError("lastRun")
+
+    monkeypatch.setattr(store, "get_reconciliation", broken, raising=False)
+    assert client.get("/").status_code == 200

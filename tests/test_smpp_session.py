@@ -4,6 +4,7 @@ Infobip SMSC (a real SMPP 3.4 server on a socket) and the suite's real Redis."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,6 +89,7 @@ def stream(r: redis.Redis) -> list[dict[str, Any]]:
 
 
 def test_reports_over_several_sessions_reach_state_once_each(smsc, start, r, work):
+    started = time.time()
     start(smsc.port, SMPP_SESSIONS=3)
     wait.wait_for(lambda: smsc.state()["bound"] == 3, 10, "three receiver binds")
     keys = {f"m{n}" for n in range(300)}
@@ -100,6 +102,7 @@ def test_reports_over_several_sessions_reach_state_once_each(smsc, start, r, wor
     assert len({e["id"] for e in stream(r)}) == 300
     bound = status.binds(r, 3)
     assert [b["state"] for b in bound] == ["bound"] * 3
+    assert all(started <= b["since"] <= b["at"] for b in bound)  # bound since (the dashboard shows it)
     assert sum(b.get("acknowledged", 0) for b in bound) <= 300
 
 

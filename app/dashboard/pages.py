@@ -40,7 +40,7 @@ def ingest_urls() -> dict[str, str]:
 def overview_figures() -> dict[str, Any]:
     r = get_redis()
     routes = current_app.extensions["routes"]
-    day = store_dashboard.last_day(r)
+    day = store_dashboard.last_day(r, language=current_app.config["CODE_DESCRIPTIONS"])
     consumers = dlq.consumer_figures(r, routes)["consumers"]
     answer = store_dashboard.answer_times(r, [n for n, c in consumers.items() if c["kind"] == "http"])
     messages = day["totals"]["messages"]
@@ -56,6 +56,7 @@ def overview_figures() -> dict[str, Any]:
         "consumers": consumers,
         "answer": answer,
         "reconciliation": store_dashboard.reconciliation(r, current_app.config),
+        **store_dashboard.connections(r, current_app.config),
         "bulks": store_dashboard.bulks_page(r, 0, 5)[0],
         "now": time.time(),
         "urls": ingest_urls(),
@@ -104,7 +105,7 @@ def _message_filters() -> dict[str, str | None]:
 @bp.get("/bulks/<bulk_id>")
 def bulk(bulk_id: str) -> str:
     r = get_redis()
-    detail = found(store_dashboard.bulk_detail(r, bulk_id),
+    detail = found(store_dashboard.bulk_detail(r, bulk_id, current_app.config["CODE_DESCRIPTIONS"]),
                    f"No bulk {bulk_id!r} is stored (yet). Bulks appear with their first report.")
     filters = _message_filters()
     shown = MESSAGES_SHOWN[1] if request.args.get("more") else MESSAGES_SHOWN[0]

@@ -16,6 +16,7 @@ import signal
 import ssl
 import sys
 import threading
+import time
 from typing import Any
 
 from redis import Redis
@@ -69,25 +70,26 @@ class Runner:
         while not self.stop.is_set():
             host = self.hosts[attempt % len(self.hosts)]  # fail over on every other try
             state = {"state": "connecting", "host": host, "port": self.cfg["SMPP_PORT"],
-                     "bind": self.cfg["SMPP_BIND"]}
+                     "bind": self.cfg["SMPP_BIND"], "since": time.time()}
             status.write(self.r, index, state)
             session = Session(host, self.cfg["SMPP_PORT"], tls_context(self.cfg))
             try:
                 self.bind(session)
                 attempt = 0
                 log.info("smpp session %s bound to %s", index, host)
-                self.serve(index, session, {**state, "state": "bound"})
+                self.serve(index, session, {**state, "state": "bound", "since": time.time()})
             except Exception as err:  # a session must never end its thread: log, back off, retry
                 expected = (LinkLost, smpp_errors.ConnectionError, smpp_errors.PDUError, OSError)
                 (log.warning if isinstance(err, expected) else log.exception)(
                     "smpp session %s on %s: %s", index, host, err)
-                status.write(self.r, index, {**state, "state": "down", "error": str(err)[:200]})
+                status.write(self.r, index, {**state, "state": "down", "error": str(err)[:200],
+                                             "since": time.time()})
                 attempt += 1
             finally:
                 close(session)
             if not self.stop.is_set():
                 self.stop.wait(backoff(attempt, self.cfg["SMPP_RECONNECT_MAX"]))
-        status.write(self.r, index, {"state": "down", "error": "stopped"})
+        status.write(self.r, index, {"state": "down", "error": "stopped", "since": time.time()})
 
     def bind(self, session: Session) -> None:
         session.connect()

@@ -1,8 +1,8 @@
 """Each SMPP session's state in Redis: written by the smpp process, read by the web tier.
 
 The process writes `smpp:bind:<n>` on every change and every few seconds while it runs, with a
-TTL: a session whose process died shows as "down" once the key expires. `/readyz` and `/metrics`
-read it (and the dashboard can, through `binds()`).
+TTL: a session whose process died shows as "down" once the key expires. `/readyz`, `/metrics` and
+the dashboard's overview read it through `binds()`; `since` is when the session entered its state.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The dashboard as an operator uses it, in headless Chromium against the real stack (SPEC §10):
 sign-in, a simulated campaign shown exactly as the API has it, a dead letter replayed from the
 page reaching its consumer, a form without its CSRF token changing nothing, no request leaving
-the origin, pages that hold at 375 px and 1280 px, and the screenshots in docs/screenshots/."""
+the origin, pages that hold at 375 px and 1280 px. With SCREENSHOTS=1 (`make screenshots`) they
+also rewrite the screenshots in docs/screenshots/; otherwise they leave the tree as it was."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,11 @@ def width(driver: Any, pixels: int, height: int = 900) -> None:
                            {"width": pixels, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
-def screenshot(driver: Any, name: str) -> Path:
-    """The whole page, at the width set now."""
+def screenshot(driver: Any, name: str) -> Path | None:
+    """The whole page, at the width set now, into docs/screenshots/: only when SCREENSHOTS is set,
+    so that `make test-browser` leaves a developer's tree clean."""
+    if not os.environ.get("SCREENSHOTS"):
+        return None
     current = driver.execute_script("return window.innerWidth")
     full = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
     width(driver, current, max(full, 400))
@@ -66,6 +71,12 @@ def screenshot(driver: Any, name: str) -> Path:
 
 def fits(driver: Any) -> bool:
     return driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def nav_fits(driver: Any) -> bool:
+    """Every page's link in view: the nav neither overflows nor scrolls sideways."""
+    return driver.execute_script("const nav = document.querySelector('nav.nav');"
+                                 "return nav.scrollWidth <= nav.clientWidth")
 
 
 def sign_in(driver: Any, stack: Stack) -> None:
@@ -186,6 +197,7 @@ def test_pages_hold_at_phone_and_desktop_widths(operator: Any, stack: Stack, cam
         for path in pages:
             open_page(operator, stack, path)
             assert fits(operator), f"{path} overflows at {pixels} px"
+            assert nav_fits(operator), f"{path}: the nav scrolls sideways at {pixels} px"
         open_page(operator, stack, "/")
         screenshot(operator, f"overview-{pixels}")
         open_page(operator, stack, f"/bulks/{campaign}")
