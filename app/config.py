@@ -46,6 +46,13 @@ def load() -> dict[str, Any]:
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
         "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
+        # --- SPEC §11: opt-outs and replies ---
+        # This service's address as Infobip reaches it: replies carry PUBLIC_URL/infobip/dlr
+        # (with the ingest credentials) as their notifyUrl, so their reports come back here.
+        "PUBLIC_URL": env.str("PUBLIC_URL", "") or None,
+        # A reply whose send timed out is looked up in /sms/1/logs this many seconds later
+        # (Infobip's logs may lag), and sent again only if it is not there.
+        "REPLY_LOOKUP_DELAY": env.float("REPLY_LOOKUP_DELAY", 30.0),
     }
 
 
@@ -68,6 +75,9 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    public = config.get("PUBLIC_URL")
+    if public and not (public.startswith(("http://", "https://")) and len(public.split("/")[2]) > 0):
+        raise ConfigError("PUBLIC_URL must be an http(s) URL, e.g. https://sms.example.com")
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")

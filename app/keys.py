@@ -53,3 +53,13 @@ EVENT_STREAM = "sms-events"  # Redis Stream of normalized events (SPEC §3)
 def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
+
+# --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
+# Opt-outs never expire: a STOP holds until START or a manual lift.
+OPTOUT = "optout:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}
+OPTOUT_INDEX = "ix:optout"  # zset "<msisdn>|<receiver>" -> since (epoch seconds), for the list
+OPTOUT_BY_RECEIVER = "ix:optout:rcv:{receiver}"  # zset msisdn -> since; receiver "*" too
+REPLY = "reply:{message_id}"  # hash: the reply to inbound message <id>, recorded before it is sent
+REPLIES_DUE = "replies:due"  # zset inbound messageId -> when its reply is next tried (epoch)
+REPLIES_LOCK = "replies:lock"  # value: id of the one job sending replies
+REPLIES_SENT = "replies:sent:{msisdn}"  # zset reply messageId -> sent (epoch): the hourly cap

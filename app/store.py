@@ -31,6 +31,7 @@ from app.keys import (
     INDEX_TO,
     MESSAGE,
 )
+from app.optout import replies  # the module: it imports this one
 
 UNKNOWN_GROUP = "UNKNOWN"
 
@@ -195,7 +196,7 @@ def _matches(
 
 def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
     raw = r.get(INBOUND.format(message_id=message_id))
-    return orjson.loads(raw) if raw else None
+    return replies.with_replies(r, [orjson.loads(raw)])[0] if raw else None
 
 
 def find_inbound(
@@ -216,7 +217,7 @@ def find_inbound(
         key = INDEX_IN_TO.format(to=to)
     else:
         key = INDEX_IN
-    return scan_newest(
+    return replies.with_replies(r, scan_newest(
         r,
         key,
         INBOUND,
@@ -228,4 +229,4 @@ def find_inbound(
         ),
         limit,
         max_scan,
-    )
+    ))

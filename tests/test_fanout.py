@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.events import dlr_event_id, mo_event_id
 from app.keys import EVENT_STREAM, MO_UNROUTED
+from app.routes import OptOut
 from tests.conftest import basic_header
 from tests.consumers import SECRET, ConsumerServer, http_consumer, routes_text, stream_consumer
 from tests.samples import push, report
@@ -130,7 +131,12 @@ def test_mo_takes_the_first_route_that_matches(service, consumer_server, work, t
     assert inbound.status_code == 200 and inbound.json["route"] == route
     expected = {name: {} for name in SUBSCRIPTIONS}
     expected |= {"archive": {event_id: 1}, "inbox": {event_id: 1}, routed_to: {event_id: 1}}
-    assert got(consumer_server) == expected
+    delivered = got(consumer_server)
+    # SPEC §11: a STOP also opts the sender out; its contact.optout event goes to "*" as well
+    contact = set(delivered["archive"]) - {event_id}
+    assert len(contact) == (OptOut().kind(text.split()[0]) == "stop")
+    delivered["archive"] = Counter({event_id: delivered["archive"][event_id]})
+    assert delivered == expected
     [delivery] = consumer_server.requests(f"/{routed_to}")
     assert delivery.verify()["data"]["route"] == route
     assert service.api.get("/api/consumers").json["moUnrouted"] == 0
@@ -175,7 +181,7 @@ def test_without_mo_routes_every_mo_is_unrouted(use_routes, consumer_server, wor
     mo(service, "hello", message_id="mo-2")
     work()
     assert service.api.get("/api/consumers").json["moUnrouted"] == 2
-    assert len(consumer_server.delivered("/a")) == 2
+    assert len(consumer_server.delivered("/a")) == 3  # the two MO and the STOP's contact.optout
 
 
 # --- the signed POST ------------------------------------------------------------------------
