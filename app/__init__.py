@@ -84,6 +84,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["routes"] = load_configured_routes(app.config)
 
     from app import admin, api, cli, ingest, metrics, openapi
+    from app.optout import api as optout_api
 
     if not app.testing:
         logs.configure()
@@ -92,6 +93,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(optout_api.bp)
     app.register_blueprint(api.health)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
