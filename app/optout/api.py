@@ -23,7 +23,7 @@ bp.before_request(require_api_key)
 
 MAX_CHECK = 10_000
 MAX_NOTE = 200
-NUMBER = ["a number: digits (or letters), optionally with a leading +"]
+NUMBER = ["a number: 1 to 20 digits, optionally after a +"]
 WHICH = ['say which: {"receiver": "<number>"} or {"all": true}']
 
 
@@ -72,8 +72,7 @@ def check() -> dict[str, Any]:
     bad = {str(i): ["not a number"] for i, n in enumerate(normalized) if n is None}
     if bad:
         raise InvalidPayload("bad body", {"numbers": bad})
-    receiver = body.get("receiver")
-    scope = None if receiver is None else _msisdn(receiver, "receiver")
+    scope = _msisdn(body["receiver"], "receiver") if "receiver" in body else None
     return {"optedOut": lists.check(get_redis(), normalized, scope)}
 
 
@@ -81,9 +80,9 @@ def _change(msisdn: str, action: str) -> tuple[dict[str, Any], int]:
     """Body: `{"receiver": "<number>"}` or `{"all": true}`, and an optional `note`."""
     number, body = _msisdn(msisdn), _body()
     receiver, every, note = body.get("receiver"), body.get("all", False), body.get("note")
-    if not isinstance(every, bool) or every == (receiver is not None):
+    if not isinstance(every, bool) or every == ("receiver" in body):
         raise InvalidPayload("bad body", {"_schema": WHICH})
-    if note is not None and not (isinstance(note, str) and len(note) <= MAX_NOTE):
+    if "note" in body and not (isinstance(note, str) and len(note) <= MAX_NOTE):
         raise InvalidPayload("bad body", {"note": [f"a text of at most {MAX_NOTE} characters"]})
     scope = lists.ALL if every else _msisdn(receiver, "receiver")
     return lists.request_change(get_redis(), current_app.config, number, action, scope, note), 202

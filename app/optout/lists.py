@@ -23,15 +23,13 @@ from app.keys import OPTOUT, OPTOUT_BY_RECEIVER, OPTOUT_INDEX, lane_of
 
 ALL = "*"  # the receiver of an opt-out from every receiver
 CHUNK = 1000  # numbers per pipelined round trip of `check`
-MSISDN_RE = re.compile(r"[0-9A-Za-z]{1,32}")  # a number (or an alphanumeric sender) without "+"
+MSISDN_RE = re.compile(r"\+?([0-9]{1,20})")  # as MO senders arrive, with or without "+"
 
 
 def normalize(msisdn: Any) -> str | None:
-    """The number as the list keys it (as MO senders arrive: no "+", no spaces); None if bad."""
-    if not isinstance(msisdn, (str, int)) or isinstance(msisdn, bool):
-        return None
-    text = str(msisdn).strip().removeprefix("+").replace(" ", "")
-    return text if MSISDN_RE.fullmatch(text) else None
+    """The number as the list keys it (as MO senders arrive: no "+"); None if it is not one."""
+    found = MSISDN_RE.fullmatch(msisdn) if isinstance(msisdn, str) else None
+    return found.group(1) if found else None
 
 
 def lookup(r: Redis, msisdn: str) -> dict[str, Any]:
