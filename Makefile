@@ -71,3 +71,9 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+
+# --- the fake Infobip (SPEC §9; tools/fake_infobip) ------------------------------------------
+.PHONY: fake-infobip
+## A local fake Infobip SMS API on 127.0.0.1:9090 (ARGS="--api-key K --notify-delay 2" to change it).
+fake-infobip: install
+	$(PY) -m tools.fake_infobip $(ARGS)

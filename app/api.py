@@ -16,6 +16,7 @@ from app import auth, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
+from app.infobip import status as infobip_status
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 health = Blueprint("health", __name__)
@@ -109,7 +110,12 @@ def readyz() -> tuple[dict[str, Any], int]:
     """Ready to take traffic: Redis answers, a worker is alive; with the backlog."""
     try:
         waiting = backlog(get_redis(), current_app.config["DRAIN_LANES"])
+        # Infobip's features are shown, not judged: a failed pull must not take the web tier,
+        # and with it the push path, out of the load balancer.
+        configured = current_app.config.get("INFOBIP_BASE_URL")
+        infobip = {"infobip": infobip_status.all(get_redis())} if configured else {}
     except RedisError:
         return {"status": "unavailable", "redis": False}, 503
     ready = waiting["workers"] > 0
-    return {"status": "ok" if ready else "no workers", "redis": True, **waiting}, 200 if ready else 503
+    body = {"status": "ok" if ready else "no workers", "redis": True, **waiting, **infobip}
+    return body, 200 if ready else 503

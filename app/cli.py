@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import click
 from flask import current_app
@@ -27,6 +28,7 @@ from app import dlq, ingest, quarantine, simulate, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import ConfigError, NotFound
+from app.infobip.client import InfobipClient, InfobipError
 from app.routes import check_file
 
 DEV_SECRETS = "var/dev-secrets.json"  # written by `make run` (tools/run.py)
@@ -121,11 +123,18 @@ def stats(bulks: int) -> None:
 @click.option("--rate", default=50.0, show_default=True, help="requests per second")
 @click.option("--retry-scale", default=1 / 60, show_default=True,
               help="Infobip's retry waits are minutes; scale them (1/60: a minute becomes a second)")
+@click.option("--via-infobip", is_flag=True,
+              help="send the campaign through the fake Infobip at INFOBIP_BASE_URL, which pushes the reports")
+@with_appcontext  # --via-infobip reads INFOBIP_* from the app's configuration
 def simulate_command(url: str, token: str, messages: int, bucket: int, intermediate: float, xml: float,
                      resend: float, mo: int, long_ratio: float, mo_template: str | None, rate: float,
-                     retry_scale: float) -> None:
+                     retry_scale: float, via_infobip: bool) -> None:
     """Push realistic Infobip traffic at a running instance and print a summary."""
     token = token or _dev_token()
+    sent = {}
+    if via_infobip:
+        sent = {"sentThroughInfobip": _through_infobip(url, token, messages, bucket, intermediate)}
+        messages = 0
     calls = [*simulate.campaign(messages, bucket, intermediate, xml, resend),
              *simulate.inbound(mo, long_ratio, mo_template)]
     sender = simulate.Sender(url, token, rate, retry_scale)
@@ -136,7 +145,21 @@ def simulate_command(url: str, token: str, messages: int, bucket: int, intermedi
     counts = sender.close()
     elapsed = time.monotonic() - started
     _print({"requests": len(calls), "seconds": round(elapsed, 2),
-            "requestsPerSecond": round(len(calls) / elapsed, 1), "answers": dict(sorted(counts.items()))})
+            "requestsPerSecond": round(len(calls) / max(elapsed, 1e-9), 1),
+            "answers": dict(sorted(counts.items())), **sent})
+
+
+def _through_infobip(url: str, token: str, messages: int, bucket: int, intermediate: float) -> dict[str, int]:
+    """Real SMS cost money: only an Infobip on this machine (the fake) is sent to."""
+    client = InfobipClient.from_config(current_app.config)
+    if client is None or urlsplit(client.base_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise click.ClickException("--via-infobip needs INFOBIP_BASE_URL of the fake Infobip on this machine "
+                                   "(make fake-infobip)")
+    notify_url = f"{url.rstrip('/')}/infobip/dlr?token={quote(token, safe='')}"
+    try:
+        return dict(simulate.through_infobip(client, notify_url, messages, bucket, intermediate))
+    except InfobipError as err:
+        raise click.ClickException(f"sending through Infobip: {err}") from None
 
 
 def _dev_token() -> str:

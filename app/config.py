@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from environs import Env
 
@@ -46,6 +47,7 @@ def load() -> dict[str, Any]:
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
         "METRICS_PUBLIC": env.bool("METRICS_PUBLIC", False),
+        **load_infobip(env),
         # --- SPEC §11: opt-outs and replies ---
         # This service's address as Infobip reaches it: replies carry PUBLIC_URL/infobip/dlr
         # (with the ingest credentials) as their notifyUrl, so their reports come back here.
@@ -75,6 +77,7 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, minimum in minimums.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"{name} must be at least {minimum}")
+    check_infobip(config)
     public = config.get("PUBLIC_URL")
     if public and not (public.startswith(("http://", "https://")) and len(public.split("/")[2]) > 0):
         raise ConfigError("PUBLIC_URL must be an http(s) URL, e.g. https://sms.example.com")
@@ -87,3 +90,36 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": int(config["MAX_BODY_BYTES"]),
         "RETENTION_SECONDS": int(config["RETENTION_DAYS"]) * 86400,
     }
+
+
+# --- SPEC §9: calls to Infobip (app/infobip/) -----------------------------------------------
+
+
+def load_infobip(env: Env) -> dict[str, Any]:
+    return {
+        # Unset: no call to Infobip is made (pull, reconciliation, replies off); all else works.
+        "INFOBIP_BASE_URL": env.str("INFOBIP_BASE_URL", "").strip().rstrip("/") or None,
+        "INFOBIP_API_KEY": env.str("INFOBIP_API_KEY", "") or None,  # Authorization: App <key>
+        "INFOBIP_USERNAME": env.str("INFOBIP_USERNAME", "") or None,  # or HTTP Basic
+        "INFOBIP_PASSWORD": env.str("INFOBIP_PASSWORD", "") or None,
+        "INFOBIP_TIMEOUT": env.float("INFOBIP_TIMEOUT", 10.0),  # seconds, connect and read
+    }
+
+
+def check_infobip(config: Mapping[str, Any]) -> None:
+    base = config.get("INFOBIP_BASE_URL")
+    if not base:
+        return
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("INFOBIP_BASE_URL must be a URL like https://xxxxx.api.infobip.com")
+    if "@" in parts.netloc:  # it would end up in logs; the header is the place for credentials
+        raise ConfigError("INFOBIP_BASE_URL must not hold credentials: use INFOBIP_API_KEY or "
+                          "INFOBIP_USERNAME/INFOBIP_PASSWORD")
+    if bool(config.get("INFOBIP_USERNAME")) != bool(config.get("INFOBIP_PASSWORD")):
+        raise ConfigError("set both INFOBIP_USERNAME and INFOBIP_PASSWORD, or neither")
+    if not (config.get("INFOBIP_API_KEY") or config.get("INFOBIP_USERNAME")):
+        raise ConfigError("INFOBIP_BASE_URL is set: set INFOBIP_API_KEY, or INFOBIP_USERNAME and "
+                          "INFOBIP_PASSWORD")
+    if not float(config.get("INFOBIP_TIMEOUT", 10.0)) > 0:
+        raise ConfigError("INFOBIP_TIMEOUT must be more than 0 seconds")

@@ -54,6 +54,11 @@ def lane_of(key: str, lanes: int) -> int:
     """Stable lane for a grouping key (messageId for DLRs). crc32 is stable across processes."""
     return zlib.crc32(key.encode()) % lanes
 
+
+# --- Infobip client (SPEC §9, app/infobip/) --------------------------------------------------
+INFOBIP_FEATURES = "infobip:features"  # hash feature -> JSON {state, reason, since, retryAt, failures}
+INFOBIP_CALLS = "infobip:calls"  # hash "<feature>:<outcome>" -> calls to Infobip, for /metrics
+
 # --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
 # Opt-outs never expire: a STOP holds until START or a manual lift.
 OPTOUT = "optout:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}

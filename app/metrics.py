@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from app import auth
 from app.backlog import backlog
 from app.connection import get_redis
+from app.infobip import status as infobip_status
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, WORKER_COUNTERS
 
 # Decided once, as prometheus-client decides where its values live when it is first imported.
@@ -140,6 +141,7 @@ class RedisCollector(Collector):
         for queue, count in waiting["queuedJobs"].items():
             queued.add_metric([queue], count)
         yield queued
+        yield from infobip_status.metrics(r)
 
 
 def _registry() -> CollectorRegistry:

@@ -165,3 +165,5 @@ def consumer_server() -> Iterator[ConsumerServer]:
     yield server
     server.close()
     webhook.POOL.clear()  # close our keep-alive sockets to it
+
+from tests.fake import fake_infobip  # noqa: E402,F401

@@ -8,8 +8,9 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from app import simulate
+from app import create_app, simulate
 from tests.conftest import TOKEN
+from tools.wait import wait_for
 
 
 @pytest.fixture
@@ -64,3 +65,31 @@ def test_simulate_then_stats(app, live_url, work, r):
     assert bulk["total"] == 300 and sum(bulk["byGroup"].values()) == 300
     assert stats["backlog"]["inbox"] == 0 and stats["backlog"]["quarantined"] == 0
     assert stats["consumers"]["sms-events"]["streamLength"] >= 300 + 10
+
+
+@pytest.fixture
+def via_fake(config, fake_infobip):
+    """Listed before `app`: the app is made with INFOBIP_* pointing at the fake Infobip."""
+    config.update(fake_infobip.config())
+    return fake_infobip
+
+
+def test_simulate_through_the_fake_infobip_which_pushes_the_reports(via_fake, app, live_url, work, r):
+    output = run(app, "simulate", "--url", live_url, "--token", TOKEN, "--messages", "150", "--bucket", "100",
+                 "--intermediate", "1", "--mo", "0", "--via-infobip")
+    summary = json.loads(output[output.index("{"):])
+    assert summary["sentThroughInfobip"] == {"PENDING": 150}
+
+    def pushed() -> int:
+        return sum(len(p["messageIds"]) for p in via_fake.control.pushes() if p["outcome"] == "delivered")
+
+    wait_for(lambda: pushed() == 300, 20, "150 intermediate and 150 final reports pushed")
+    work()
+    [bulk] = json.loads(run(app, "stats"))["recentBulks"]
+    assert bulk["total"] == 150 and bulk["byGroup"] == {"DELIVERED": 150}
+
+
+def test_simulate_never_sends_through_a_real_infobip(config):
+    app = create_app({**config, "INFOBIP_BASE_URL": "https://xxxxx.api.infobip.com", "INFOBIP_API_KEY": "k"})
+    result = app.test_cli_runner().invoke(args=["simulate", "--token", TOKEN, "--via-infobip", "--mo", "0"])
+    assert result.exit_code != 0 and "fake Infobip on this machine" in result.output
