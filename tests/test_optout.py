@@ -141,7 +141,8 @@ def test_manual_opt_out_and_lift(service, r, work):
 
 
 @pytest.mark.parametrize("body", [None, {}, {"receiver": RECEIVER, "all": True}, {"all": False},
-                                  {"all": "yes"}, {"receiver": "not a number!"}, [RECEIVER], {"receiver": None},
+                                  {"all": "yes"}, {"receiver": "not a number!"}, [RECEIVER],
+                                  {"receiver": None},
                                   {"receiver": RECEIVER, "note": "x" * 201}])
 def test_a_change_must_say_which_receiver_or_all(service, r, body):
     got = change(service, "PUT", SENDER, body)
