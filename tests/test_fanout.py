@@ -190,6 +190,7 @@ DLR_DATA = {"messageId", "bulkId", "to", "from", "sentAt", "doneAt", "smsCount",
             "status", "error", "callbackData", "final", "warnings"}
 MO_DATA = {"messageId", "from", "to", "text", "cleanText", "keyword", "receivedAt", "smsCount",
            "dataCoding", "esmClass", "binary", "parts", "incomplete", "route"}
+CONTACT_DATA = {"msisdn", "receiver", "since", "keyword", "messageId", "source"}  # SPEC §11
 
 
 def test_every_post_is_signed_and_carries_the_event(service, consumer_server, work):
@@ -197,8 +198,9 @@ def test_every_post_is_signed_and_carries_the_event(service, consumer_server, wo
     mo(service, "STOP now")
     work()
     seen = consumer_server.requests()
-    # finals 1, progress 1, dlrs 2, archive 3 (2 DLR, the MO), optout 1, inbox 1 (every MO)
-    assert len(seen) == 9
+    # finals 1, progress 1, dlrs 2, archive 4 (2 DLR, the MO, the STOP's contact.optout),
+    # optout 1, inbox 1 (every MO)
+    assert len(seen) == 10
     for delivery in seen:
         event = delivery.verify(SECRET)  # standardwebhooks from PyPI, not project code
         assert delivery.headers["webhook-id"] == event["id"]
@@ -207,7 +209,7 @@ def test_every_post_is_signed_and_carries_the_event(service, consumer_server, wo
         assert delivery.headers["content-type"] == "application/json"
         assert set(event) == {"id", "type", "timestamp", "data"}
         assert event["id"].startswith("evt_") and event["timestamp"].endswith("Z")
-        fields = MO_DATA if event["type"] == "mo.received" else DLR_DATA
+        fields = {"mo.received": MO_DATA, "contact.optout": CONTACT_DATA}.get(event["type"], DLR_DATA)
         assert fields <= set(event["data"]), fields - set(event["data"])
     price = next(s.event for s in seen if s.event["type"] == "dlr.final")["data"]["price"]
     assert price == {"pricePerMessage": "0.01", "currency": "EUR"}  # a decimal string
@@ -263,13 +265,13 @@ def test_stream_consumers_get_their_own_stream(use_routes, work, r):
     mo(service, "stop")
     work()
     assert [e["data"]["messageId"] for e in stream_events(r, "s-finals")] == ["m-1"]
-    assert Counter(e["type"] for e in stream_events(r, "s-all")) == {
-        "dlr.final": 1, "dlr.intermediate": 1, "mo.received": 1}  # the MO once, though named twice
+    assert Counter(e["type"] for e in stream_events(r, "s-all")) == {  # the MO once, though named twice
+        "dlr.final": 1, "dlr.intermediate": 1, "mo.received": 1, "contact.optout": 1}
     [optout] = stream_events(r, "s-optout")
     assert optout["type"] == "mo.received" and optout["data"]["route"] == "stop"
     assert not r.exists(EVENT_STREAM)  # a routes file replaces the default stream
     figures = service.api.get("/api/consumers").json["consumers"]
-    assert figures["everything"] == {"kind": "redis-stream", "target": "stream:s-all", "streamLength": 3}
+    assert figures["everything"] == {"kind": "redis-stream", "target": "stream:s-all", "streamLength": 4}
 
 
 def test_stream_length_is_capped_approximately(use_routes, work, r):

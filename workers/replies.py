@@ -18,7 +18,8 @@ as the lanes'), on the `deliveries` queue, sends what is due:
 A record found `sending` means an attempt's outcome is unknown: a timeout after the request
 went out (`InfobipUnknownOutcome`), or this job was killed around the request. It is looked up
 in `/sms/1/logs` by its messageId, REPLY_LOOKUP_DELAY seconds after the attempt (the logs may
-lag): found, it is `sent`; not found, it never reached Infobip and is sent again.
+lag): found, it is `sent`; not found, it never reached Infobip and is sent again, with the same
+messageId, which Infobip refuses to take twice should the first attempt surface after all.
 """
 
 from __future__ import annotations
@@ -109,7 +110,11 @@ def send_due(r: Redis, job_id: str, budget: float = TIME_BUDGET) -> dict[str, in
                 continue  # a reply became due while we were letting go
             break
         for inbound_id in (i.decode() for i in due):
-            r.expire(REPLIES_LOCK, LOCK_TTL + int(cfg.get("INFOBIP_TIMEOUT") or 10))
+            # Still ours, for one more call: a job whose lock lapsed (it was too slow) stops here
+            # rather than work beside the one the sweep started.
+            if not r.eval(_OWN, 1, REPLIES_LOCK, job_id, LOCK_TTL + int(cfg.get("INFOBIP_TIMEOUT") or 10)):
+                totals["lockLost"] += 1
+                return dict(totals)
             totals[process(r, client, cfg, inbound_id)] += 1
         if time.monotonic() > deadline:
             r.eval(_RELEASE, 2, REPLIES_LOCK, REPLIES_DUE, job_id, 0)
