@@ -142,3 +142,13 @@ def test_a_stopped_number_gets_the_stop_reply_and_help_but_no_route_reply(servic
     assert texts[0].startswith("You are unsubscribed") and texts[1].startswith("Reply STOP")
     shown = reply_of(service, "mo-2")
     assert (shown["status"], shown["reason"]) == ("suppressed", "the number opted out")
+
+
+def test_refused_credentials_wait_for_a_fixed_key(service, fake_infobip, r, work):
+    """A key being rotated must not lose a STOP confirmation: the reply waits and retries."""
+    fake_infobip.control.fail(SEND, status=401)
+    mo(service, "STOP", "mo-1")
+    work()
+    shown = reply_of(service, "mo-1")
+    assert shown["status"] == "queued" and "401" in shown["error"] and r.zcard(REPLIES_DUE) == 1
+    assert fake_infobip.control.sends() == []

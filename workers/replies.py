@@ -12,8 +12,9 @@ as the lanes'), on the `deliveries` queue, sends what is due:
 2. `POST /sms/1/text/advanced` from the MO's receiver to its sender, with the messageId chosen
    at record time and `notifyUrl` = PUBLIC_URL/infobip/dlr with the ingest credentials, so the
    reply's delivery report comes back like any other.
-3. The outcome: `sent`; or, on 5xx/429/connection errors (`InfobipUnavailable`), `queued`
-   again after a backoff; or `failed` (Infobip refused it, or it ran out of attempts).
+3. The outcome: `sent`; or, on 5xx/429/connection errors (`InfobipUnavailable`) and refused
+   credentials, `queued` again after a backoff; or `failed` (Infobip refused the message, or
+   it ran out of attempts, within two hours).
 
 A record found `sending` means an attempt's outcome is unknown: a timeout after the request
 went out (`InfobipUnknownOutcome`), or this job was killed around the request. It is looked up
@@ -36,7 +37,13 @@ from rq import get_current_job
 
 from app.clock import now_text
 from app.enqueue import LOCK_TTL
-from app.infobip.client import InfobipClient, InfobipError, InfobipUnavailable, InfobipUnknownOutcome
+from app.infobip.client import (
+    InfobipAuthError,
+    InfobipClient,
+    InfobipError,
+    InfobipUnavailable,
+    InfobipUnknownOutcome,
+)
 from app.keys import OPTOUT, REPLIES_DUE, REPLIES_LOCK, REPLIES_SENT, REPLY
 from app.optout.lists import ALL
 from app.optout.replies import record
@@ -160,16 +167,19 @@ def process(r: Redis, client: InfobipClient | None, cfg: dict[str, Any], inbound
         # The request may have gone out: never resend blindly. Look it up after the delay.
         r.zadd(REPLIES_DUE, {inbound_id: time.time() + float(cfg["REPLY_LOOKUP_DELAY"])})
         return "unknown"
-    except InfobipUnavailable as err:
+    except (InfobipUnavailable, InfobipAuthError) as err:
+        # Down, throttling, or our credentials refused (a key being rotated): a STOP must still
+        # be confirmed once that is fixed, so these wait and retry; the client pauses the
+        # feature meanwhile (app/infobip/status.py).
         attempt = int(rec.get("attempts") or 0)  # before this one
         if attempt >= len(BACKOFF):
             _finish(r, inbound_id, status="failed", error=str(err))
             return "failed"
-        wait = max(BACKOFF[attempt] * random.uniform(0.5, 1.0), err.retry_after or 0)
+        wait = max(BACKOFF[attempt] * random.uniform(0.5, 1.0), getattr(err, "retry_after", 0) or 0)
         r.hset(key, mapping={"status": "queued", "error": str(err)})
         r.zadd(REPLIES_DUE, {inbound_id: time.time() + wait})
         return "retry"
-    except InfobipError as err:  # refused (4xx, credentials): sending it again would not help
+    except InfobipError as err:  # refused (4xx): sending it again would not help
         _finish(r, inbound_id, status="failed", error=str(err))
         return "failed"
     sent = (answer.get("messages") or [{}])[0]
