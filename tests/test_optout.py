@@ -225,3 +225,29 @@ def test_no_reply_text_no_reply(service, work, text):
     work()
     assert "reply" not in inbound(service, "mo-1")
 
+
+
+def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(service, r, work, monkeypatch):
+    """Two lanes can hold MO of one sender: the drain WATCHes the sender's list, so an entry
+    written between its read and its write (here: by a manual change applied in another lane)
+    makes it read again, and it decides on the list as it is: no second opt-out event."""
+    from workers import drain, optout
+
+    written = []
+
+    class Meanwhile(optout.OptOutState):
+        def load(self, r_, pipe, envelopes):
+            super().load(r_, pipe, envelopes)
+            if not written:  # once: the re-run finds the list as the other lane left it
+                entry = {"since": "2026-01-01T00:00:00.000Z", "keyword": None, "messageId": None,
+                         "source": "api", "note": "other lane"}
+                written.append(r.hset(f"optout:{SENDER}", RECEIVER, orjson.dumps(entry)))
+
+    monkeypatch.setattr(drain, "OptOutState", Meanwhile)
+    mo(service, "STOP", "mo-1")
+    work()
+    assert written == [1]
+    [scope] = lookup(service)["scopes"]
+    assert scope["note"] == "other lane"  # not overwritten by a decision made on a stale read
+    assert contact_events(r) == []  # the sender was already opted out when the batch applied
+    assert inbound(service, "mo-1")["reply"]["kind"] == "stop"  # the MO itself applied once
