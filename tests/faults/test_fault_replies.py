@@ -18,7 +18,7 @@ import pytest
 from app.optout.replies import reply_id
 from tests.conftest import TOKEN
 from tests.consumers import ConsumerServer, http_consumer, routes_text
-from tests.faults.harness import CONSUMER, Stack, request, wait_for
+from tests.faults.harness import CONSUMER, Stack, assert_no_secret_in_logs, request, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -96,6 +96,9 @@ def test_stop_start_help_and_a_route_reply_and_their_reports(replies: ReplyStack
     # The fake pushed each reply's report to PUBLIC_URL/infobip/dlr: the inbound view shows it.
     for n in range(4):
         wait_for(lambda n=n: replies.reply(f"mo-{n}")["status"] == "DELIVERED", 60, "the reply's report")
+    # The notifyUrl carries the ingest token, the client the Infobip key: neither is logged.
+    assert_no_secret_in_logs(replies)
+    assert replies.fake.api_key not in replies.logs()
 
 
 def test_the_same_mo_resent_five_times_gives_one_sms(replies: ReplyStack):
