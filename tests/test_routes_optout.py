@@ -10,7 +10,7 @@ import pytest
 
 from app import create_app
 from app.errors import ConfigError
-from app.routes import OptOut, fill_reply, keyword_of, parse_routes
+from app.routes import OptOut, fill_reply, keyword_of, load_routes, parse_routes
 from tests.test_routes import test_bad_file_names_its_line as names_its_line
 
 GOOD = """\
@@ -154,3 +154,9 @@ def test_routes_check_and_start_up(config, r, tmp_path: Path, monkeypatch) -> No
     assert "routes.yml line 11: unknown key 'help_replies' in the optout section" in result.output
     with pytest.raises(ConfigError, match=r"^routes\.yml line 11: "):
         create_app({**config, "ROUTES_FILE": str(path)})
+
+
+def test_the_example_routes_file_shows_the_defaults() -> None:
+    """deploy/routes.example.yml documents the section: it must say what the defaults are."""
+    routes = load_routes(Path(__file__).resolve().parents[1] / "deploy" / "routes.example.yml")
+    assert routes.optout_given and routes.optout == OptOut()
