@@ -64,11 +64,11 @@ class OptOutState:
         self._r: Redis | None = None
 
     def load(self, r: Redis, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
-        """Read (and WATCH) the list entries of every sender of the batch, in one round trip."""
+        """Read (and WATCH) the list entries of the numbers the batch may change, in one round
+        trip: senders of STOP/START and manual changes. Other MO need no read here (a route
+        reply is checked against the list when it is sent), so ordinary traffic pays nothing."""
         self._r, self._watch = r, pipe.watch
-        numbers = {e["data"]["msisdn"] if e["kind"] == "optout" else e["data"].get("from")
-                   for e in envelopes if e["kind"] in ("mo", "optout")} - {None, ""}
-        numbers = sorted(numbers)
+        numbers = sorted({self._changes_list(e) for e in envelopes} - {None, ""})
         if not numbers:
             return
         keys = [OPTOUT.format(msisdn=n) for n in numbers]
@@ -78,6 +78,15 @@ class OptOutState:
             read.hgetall(key)
         for number, raw in zip(numbers, read.execute(), strict=True):
             self.lists[number] = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+    def _changes_list(self, envelope: dict[str, Any]) -> str | None:
+        """The number whose list this item may change, if any."""
+        data = envelope["data"]
+        if envelope["kind"] == "optout":
+            return data["msisdn"]
+        if envelope["kind"] == "mo" and self.optout.kind(data.get("keyword")) in ("stop", "start"):
+            return data.get("from")
+        return None
 
     def _list(self, msisdn: str) -> dict[str, dict[str, Any]]:
         """A sender's entries; read now (and watched) if the batch did not name it (a flushed
