@@ -85,6 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import admin, api, cli, ingest, metrics, openapi
     from app.optout import api as optout_api
+    from app.optout import cli as optout_cli
 
     if not app.testing:
         logs.configure()
@@ -97,7 +98,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.health)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
-    for command in cli.COMMANDS:
+    for command in (*cli.COMMANDS, optout_cli.group):
         app.cli.add_command(command)
     app.register_error_handler(ReceiverError, answer_error)
     app.register_error_handler(HTTPException, answer_error)

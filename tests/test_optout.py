@@ -251,3 +251,22 @@ def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(servi
     assert scope["note"] == "other lane"  # not overwritten by a decision made on a stale read
     assert contact_events(r) == []  # the sender was already opted out when the batch applied
     assert inbound(service, "mo-1")["reply"]["kind"] == "stop"  # the MO itself applied once
+
+
+def test_the_command_line_scrubs_a_number_list(service, work, tmp_path):
+    change(service, "PUT", "41790000007", {"receiver": RECEIVER})
+    change(service, "PUT", "41790000042", {"all": True})
+    work()
+    numbers = tmp_path / "campaign.txt"
+    numbers.write_text("41790000001\n+41790000007\n\n41790000042\n", encoding="utf-8")
+    cli = service.app.test_cli_runner()
+    got = cli.invoke(args=["optouts", "check", str(numbers), "--receiver", RECEIVER])
+    assert got.exit_code == 0 and got.output.split() == ["41790000007", "41790000042"]
+    got = cli.invoke(args=["optouts", "check", str(numbers), "--receiver", OTHER])
+    assert got.output.split() == ["41790000042"]
+    assert orjson.loads(cli.invoke(args=["optouts", "show", "41790000042"]).output)["optedOut"] is True
+    listed = orjson.loads(cli.invoke(args=["optouts", "list", "--receiver", "*"]).output)
+    assert [e["msisdn"] for e in listed] == ["41790000042"]
+    numbers.write_text("41790000001\nnot-a-number\n", encoding="utf-8")
+    got = cli.invoke(args=["optouts", "check", str(numbers)])
+    assert got.exit_code != 0 and "not phone numbers" in got.output and "Traceback" not in got.output
