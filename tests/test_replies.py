@@ -112,12 +112,17 @@ def test_a_timeout_before_infobip_took_it_is_sent_again(service, fake_infobip, w
     assert reply_of(service, "mo-1")["attempts"] == 2
 
 
-def test_a_refused_send_fails_without_retry(service, fake_infobip, r, work):
-    fake_infobip.control.fail(SEND, status=400)
-    mo(service, "hello", "mo-1")
+@pytest.mark.parametrize(("status", "outcome", "due"), [
+    (400, "failed", 0),  # Infobip refused the message: sending it again would not help
+    (401, "queued", 1),  # a key being rotated must not lose a STOP confirmation: wait, retry
+])
+def test_a_refused_send(service, fake_infobip, r, work, status, outcome, due):
+    fake_infobip.control.fail(SEND, status=status)
+    mo(service, "STOP", "mo-1")
     work()
     shown = reply_of(service, "mo-1")
-    assert shown["status"] == "failed" and "400" in shown["error"] and r.zcard(REPLIES_DUE) == 0
+    assert shown["status"] == outcome and str(status) in shown["error"] and r.zcard(REPLIES_DUE) == due
+    assert fake_infobip.control.sends() == []
 
 
 def test_at_most_the_cap_per_sender_per_hour(service, fake_infobip, work):
@@ -143,12 +148,3 @@ def test_a_stopped_number_gets_the_stop_reply_and_help_but_no_route_reply(servic
     shown = reply_of(service, "mo-2")
     assert (shown["status"], shown["reason"]) == ("suppressed", "the number opted out")
 
-
-def test_refused_credentials_wait_for_a_fixed_key(service, fake_infobip, r, work):
-    """A key being rotated must not lose a STOP confirmation: the reply waits and retries."""
-    fake_infobip.control.fail(SEND, status=401)
-    mo(service, "STOP", "mo-1")
-    work()
-    shown = reply_of(service, "mo-1")
-    assert shown["status"] == "queued" and "401" in shown["error"] and r.zcard(REPLIES_DUE) == 1
-    assert fake_infobip.control.sends() == []
