@@ -34,6 +34,7 @@ from app.keys import (
     RECONCILE_LAST,
     RECONCILE_TOTALS,
 )
+from app.optout import replies  # the module: it imports this one
 
 UNKNOWN_GROUP = "UNKNOWN"
 
@@ -215,7 +216,7 @@ def _matches(
 
 def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
     raw = r.get(INBOUND.format(message_id=message_id))
-    return orjson.loads(raw) if raw else None
+    return replies.with_replies(r, [orjson.loads(raw)])[0] if raw else None
 
 
 def find_inbound(
@@ -236,7 +237,7 @@ def find_inbound(
         key = INDEX_IN_TO.format(to=to)
     else:
         key = INDEX_IN
-    return scan_newest(
+    return replies.with_replies(r, scan_newest(
         r,
         key,
         INBOUND,
@@ -248,7 +249,7 @@ def find_inbound(
         ),
         limit,
         max_scan,
-    )
+    ))
 
 
 # --- number checks (SMPP, SPEC §13) ----------------------------------------------------------
@@ -258,6 +259,8 @@ def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
     """The `number.checked` data of a number-check request, by its messageId."""
     raw = r.get(NUMBER_CHECK.format(message_id=message_id))
     return orjson.loads(raw) if raw else None
+
+
 # --- reconciliation (SPEC §9.3) ----------------------------------------------------------------
 
 

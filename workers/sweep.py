@@ -28,6 +28,7 @@ from rq import get_current_job
 from app import enqueue
 from app.clock import now_text
 from app.keys import CLAIMED, CLAIMED_SCANNED, INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
+from workers.optout import kick_replies_if_due
 from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
@@ -63,6 +64,7 @@ def sweep(r: Redis) -> dict[str, int]:
         due = r.zrangebyscore(RETRIES.format(consumer=consumer.name), "-inf", now, start=0, num=1)
         if consumer.kind == "http" and (due or r.llen(channel.inbox)) and channel.kick(r):
             done["kickedDeliveries"] += 1
+    done["kickedReplies"] = kick_replies_if_due(r, now)  # a killed sender's lock lapsed (SPEC §11)
     done["flushed"] = flush_stale_parts(r, now - cfg["MO_PARTS_TIMEOUT"])
     cutoff = now - cfg["RETENTION_SECONDS"]
     done["expiredIndex"] = r.zremrangebyscore(INDEX_ALL, "-inf", cutoff)
