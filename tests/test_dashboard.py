@@ -295,3 +295,77 @@ def test_reconciliation_panel_reads_the_last_run(config, r, monkeypatch):
 
     monkeypatch.setattr(store, "get_reconciliation", broken, raising=False)
     assert client.get("/").status_code == 200
+
+
+# --- replies on the inbound feed, the opt-out page (SPEC §11) ------------------------------------
+
+
+def send_mo(infobip, sender: str, text: str, message_id: str, receiver: str = "41793026727") -> None:
+    query = {"sender": sender, "receiver": receiver, "text": text, "messageid": message_id}
+    assert infobip.client.get("/infobip/mo", query_string=query,
+                              headers={"X-Webhook-Token": infobip_token()}).status_code == 200
+
+
+def test_inbound_shows_the_reply_its_message_id_and_delivery_status(page, infobip, work):
+    from app.optout.replies import reply_id
+
+    send_mo(infobip, "38598111", "STOP", "mo-stop")
+    send_mo(infobip, "38598222", "hello", "mo-hello")  # no reply: nothing under it
+    work()
+    html = page("/inbound")
+    text = text_of(html)
+    assert "Reply You are unsubscribed" in text and reply_id("mo-stop") in text
+    assert "sending is off (no INFOBIP_BASE_URL)" in text  # recorded, never sent, in this config
+    assert html.count('class="reply"') == 1
+    assert infobip.dlr(push(report(reply_id("mo-stop"), to="38598111"))).status_code == 200
+    work()
+    html = page("/inbound")
+    assert 'class="badge g-DELIVERED"' in html and "DELIVERED_TO_HANDSET" in html
+    assert f'href="/messages/{reply_id("mo-stop")}"' in html
+
+
+def test_optouts_page_without_data_says_what_stop_does(page):
+    text = text_of(page("/optouts"))
+    assert "Nobody has opted out" in text and "STOPALL" in text and "UNSUBSCRIBE" in text
+    assert "optout section of the routes file" in text and "Opt-outs and replies" in text
+    assert 'href="/optouts"' in page("/")  # in the nav
+
+
+def test_optouts_page_lists_filters_adds_and_lifts(client, page, infobip, work):
+    send_mo(infobip, "38598111", "STOP", "mo-1")
+    send_mo(infobip, "38598222", "STOPALL", "mo-2", receiver="41793026700")
+    work()
+    text = text_of(page("/optouts"))
+    assert text.index("38598222") < text.index("38598111")  # newest first
+    assert "STOPALL" in text and "all" in text
+    only = text_of(page("/optouts?number=%2B38598111"))
+    assert "38598111" in only and "38598222" not in only
+    by_receiver = text_of(page("/optouts?receiver=41793026727"))
+    assert "38598111" in by_receiver and "38598222" in by_receiver  # STOPALL holds for it too
+    assert "38598111" not in text_of(page("/optouts?receiver=41793026700"))
+    assert "Not opted out" in page("/optouts?number=38598999")
+    assert "is not a phone number" in page("/optouts?number=abc")
+
+    token = token_of(page("/optouts"))
+    answer = client.post("/optouts", data={"csrf_token": token, "msisdn": "+38598333",
+                                           "receiver": "41793026727", "note": "asked by phone"})
+    assert answer.status_code == 302 and answer.headers["Location"] == "/optouts?number=38598333"
+    html = text_of(page("/optouts?number=38598333"))
+    assert "in a moment" in html and "Not opted out" in html  # queued through the lanes, not yet applied
+    work()
+    assert "by hand: asked by phone" in text_of(page("/optouts?number=38598333"))
+
+    client.post("/optouts/38598222/lift", data={"csrf_token": token, "receiver": "*"})
+    work()
+    assert "Not opted out" in page("/optouts?number=38598222")
+    assert "38598111" in text_of(page("/optouts"))
+
+
+@pytest.mark.parametrize("form", [{"msisdn": "38598333"}, {"msisdn": "x1", "all": "1"},
+                                  {"msisdn": "38598333", "receiver": "41793026727", "all": "1"}])
+def test_an_incomplete_opt_out_form_changes_nothing(client, page, r, form):
+    token = token_of(page("/optouts"))
+    before = r.dbsize()
+    assert client.post("/optouts", data={"csrf_token": token, **form}).status_code == 302
+    assert "Nothing changed" in page("/optouts")
+    assert r.dbsize() == before

@@ -3,6 +3,7 @@
 - `session.py`: sign-in, the session cookie, CSRF, rate limits, security headers.
 - `pages.py`: the pages (GET), reading aggregates (app/store_dashboard.py), never scanning.
 - `actions.py`: sign-in/out and the actions (POST, each with its CSRF token).
+- `optouts.py`: the opt-out page and its add and lift actions.
 - `present.py`: filters and the inline-SVG shapes; `templates/`, `static/` (CSS, one small script).
 """
 
@@ -49,7 +50,7 @@ def helpers() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    from app.dashboard import actions, pages  # noqa: F401  (their routes join the blueprint)
+    from app.dashboard import actions, optouts, pages  # noqa: F401  (their routes join the blueprint)
 
     session.init_app(app)
     present.register(app)

@@ -192,7 +192,7 @@ def inbound() -> str:
     else:
         results = store.find_inbound(r, keyword=keyword, limit=100)
     return render_template("inbound.html", messages=results, keyword=keyword or "", number=number or "",
-                           urls=ingest_urls())
+                           urls=ingest_urls(), groups=present.GROUP_ORDER)
 
 
 @bp.get("/consumers")
