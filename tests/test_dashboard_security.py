@@ -17,8 +17,9 @@ from tests.conftest import API_KEY
 from tests.consumers import http_consumer, routes_text
 
 PAGES = ["/", "/overview/live", "/bulks", "/bulks/b1", "/bulks/b1/messages.csv", "/messages/m1", "/inbound",
-         "/consumers", "/quarantine"]
-ACTIONS = ["/consumers/crm/replay", "/quarantine/q_1/replay", "/quarantine/q_1/drop", "/logout"]
+         "/consumers", "/quarantine", "/optouts", "/optouts?number=38598111"]
+ACTIONS = ["/consumers/crm/replay", "/quarantine/q_1/replay", "/quarantine/q_1/drop", "/logout", "/optouts",
+           "/optouts/38598111/lift"]
 
 
 def token_of(page: str) -> str:
@@ -220,6 +221,19 @@ def test_actions_without_a_valid_csrf_token_are_refused_and_change_nothing(opera
     assert (r.lrange(DEAD_LETTERS.format(consumer="crm"), 0, -1), r.lrange(QUARANTINE, 0, -1)) == before
 
 
+@pytest.mark.parametrize("token", [None, "", "forged-token"])
+def test_opt_out_actions_without_a_valid_csrf_token_are_refused_and_change_nothing(signed_in, r, token):
+    """Adding or lifting an opt-out queues a change through the lanes: a refused one queues nothing."""
+    data = {} if token is None else {"csrf_token": token}
+    before = {key: r.dump(key) for key in r.scan_iter()}
+    for path, form in (("/optouts", {"msisdn": "38598111", "all": "1"}),
+                       ("/optouts/38598111/lift", {"receiver": "*"})):
+        answer = signed_in.post(path, data=data | form)
+        assert answer.status_code == 400, path
+        assert b"security token" in answer.data
+    assert {key: r.dump(key) for key in r.scan_iter()} == before
+
+
 def test_actions_with_their_token_work(operator, r):
     token = token_of(operator.get("/consumers").get_data(as_text=True))
     answer = operator.post("/consumers/crm/replay", data={"csrf_token": token, "event_id": "evt_dead1"})
@@ -240,7 +254,8 @@ def test_a_token_from_another_session_is_refused(operator, r, client):
 
 
 @pytest.mark.parametrize("path", ["/login", "/", "/bulks", "/inbound", "/consumers", "/quarantine",
-                                  "/dashboard/static/dashboard.css", "/dashboard/static/dashboard.js"])
+                                  "/optouts", "/dashboard/static/dashboard.css",
+                                  "/dashboard/static/dashboard.js"])
 def test_strict_csp_and_security_headers(signed_in, client, path):
     answer = (client.application.test_client() if path == "/login" else signed_in).get(path)
     assert answer.status_code == 200
@@ -256,7 +271,8 @@ def test_strict_csp_and_security_headers(signed_in, client, path):
         assert answer.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("path", ["/login", "/", "/bulks", "/inbound", "/consumers", "/quarantine"])
+@pytest.mark.parametrize("path", ["/login", "/", "/bulks", "/inbound", "/consumers", "/quarantine",
+                                  "/optouts"])
 def test_pages_have_no_inline_script_or_style_and_only_own_files(signed_in, client, path):
     answer = (client.application.test_client() if path == "/login" else signed_in).get(path)
     assert answer.status_code == 200

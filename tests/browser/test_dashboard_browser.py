@@ -191,7 +191,7 @@ def test_the_bulk_page_shows_what_the_api_has(operator: Any, stack: Stack, campa
 def test_pages_hold_at_phone_and_desktop_widths(operator: Any, stack: Stack, campaign: str) -> None:
     message_id = api(stack, f"/api/messages?bulkId={campaign}&limit=1")["results"][0]["messageId"]
     pages = ["/", "/bulks", f"/bulks/{campaign}", f"/messages/{message_id}", "/inbound", "/consumers",
-             "/quarantine"]
+             "/quarantine", "/optouts"]
     for pixels in WIDTHS:
         width(operator, pixels)
         for path in pages:
@@ -202,6 +202,9 @@ def test_pages_hold_at_phone_and_desktop_widths(operator: Any, stack: Stack, cam
         screenshot(operator, f"overview-{pixels}")
         open_page(operator, stack, f"/bulks/{campaign}")
         screenshot(operator, f"bulk-{pixels}")
+        for page in ("inbound", "optouts"):  # the simulated STOPs: replies and opt-outs
+            open_page(operator, stack, f"/{page}")
+            screenshot(operator, f"{page}-{pixels}")
     width(operator, 1280)
 
 
