@@ -294,6 +294,16 @@ def test_data_is_escaped(signed_in, infobip, work):
         assert "<script>alert" not in html and "<b>x" not in html and "bulk-<i>" not in html, path
 
 
+def test_an_opt_out_note_is_escaped(signed_in, work):
+    """The note is typed by an operator (or sent to the API) and shown to every other one."""
+    token = token_of(signed_in.get("/optouts").get_data(as_text=True))
+    evil = '<img src=x onerror=alert(1)>'
+    signed_in.post("/optouts", data={"csrf_token": token, "msisdn": "38598111", "all": "1", "note": evil})
+    work()
+    html = signed_in.get("/optouts").get_data(as_text=True)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and evil not in html
+
+
 def test_secrets_stay_out_of_pages_and_logs(signed_in, caplog, app):
     caplog.set_level("DEBUG")
     sign_in(app.test_client())
