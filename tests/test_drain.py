@@ -51,7 +51,8 @@ def assert_applied_once(r, ids: list[str]) -> None:
 def assert_lane_idle(r, lane: int = LANE) -> None:
     assert r.llen(INBOX.format(lane=lane)) == 0
     assert r.keys(enqueue.lane(lane).batch("*")) == []
-    assert not [key for key in r.smembers(CLAIMED) if key.startswith(b"batch:")]  # none left listed
+    claimed = r.smembers(CLAIMED.format(t=""))
+    assert not [key for key in claimed if key.startswith(b"batch:")]  # none left listed
     assert r.get(LANE_LOCK.format(lane=lane)) is None
 
 
@@ -218,30 +219,31 @@ def test_claimed_batches_are_listed_while_they_exist(r):
     channel = enqueue.lane(LANE)
     fill(r, 4)
     channel.claim(r, "job-1", size=2)
-    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
-    r.srem(CLAIMED, channel.batch("job-1"))  # e.g. claimed by a version before the set
+    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
+    r.srem(CLAIMED.format(t=""), channel.batch("job-1"))  # e.g. claimed by a version before the set
     channel.claim(r, "job-1")  # the re-run gets its batch back, listed again
-    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
+    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
     channel.hand_back(r, "job-1")
-    assert r.smembers(CLAIMED) == set()
-    assert channel.claim(r, "job-2", size=0) == [] and r.smembers(CLAIMED) == set()  # nothing claimed
+    assert r.smembers(CLAIMED.format(t="")) == set()
+    assert channel.claim(r, "job-2", size=0) == []  # nothing claimed
+    assert r.smembers(CLAIMED.format(t="")) == set()
 
 
 def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
     """An upgrade: a batch key that no set lists (its job is gone) is still handed back."""
     ids = fill(r, 3)
     enqueue.lane(LANE).claim(r, "old-version")
-    r.delete(CLAIMED)  # as a version before the claimed set left it
+    r.delete(CLAIMED.format(t=""))  # as a version before the claimed set left it
     assert sweep.sweep(r)["handedBack"] == 3 and inbox(r) == ids
     enqueue.lane(LANE).claim(r, "old-version-2")
-    r.delete(CLAIMED)
+    r.delete(CLAIMED.format(t=""))
     assert sweep.sweep(r).get("handedBack", 0) == 0  # the keyspace is scanned once, not every sweep
 
 
 def test_sweep_unlists_a_listed_batch_that_is_gone(r):
-    r.sadd(CLAIMED, enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
+    r.sadd(CLAIMED.format(t=""), enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
     assert sweep.sweep(r).get("handedBack", 0) == 0
-    assert r.smembers(CLAIMED) == set()
+    assert r.smembers(CLAIMED.format(t="")) == set()
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -314,9 +316,9 @@ def test_sweep_as_an_rq_job(r, work):
 
 
 def test_sweep_trims_index_entries_older_than_retention(r):
-    r.zadd(INDEX_ALL, {"old": 1_000_000_000, "new": 4_000_000_000})
+    r.zadd(INDEX_ALL.format(t=""), {"old": 1_000_000_000, "new": 4_000_000_000})
     assert sweep.sweep(r)["expiredIndex"] == 1
-    assert r.zrange(INDEX_ALL, 0, -1) == [b"new"]
+    assert r.zrange(INDEX_ALL.format(t=""), 0, -1) == [b"new"]
 
 
 @pytest.mark.parametrize("lanes_used", [1, 4])
