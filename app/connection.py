@@ -89,8 +89,10 @@ def data_client(queue: Redis, config: Mapping[str, Any] | None = None) -> Redis:
     if not nodes:
         return queue
     key = (str(nodes), int(config.get("DRAIN_LANES", 4)))
+    keys.shard(key[1])
     if key not in _DATA:
         _DATA[key] = cluster_client(nodes, config.get("REDIS_PASSWORD"), key[1], queue)
+    _DATA[key].queue_client = queue  # type: ignore[attr-defined]  # the job's own connection
     return _DATA[key]
 
 

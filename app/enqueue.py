@@ -266,7 +266,8 @@ def _push_sharded(r: Redis, channels: list[Channel], job_ids: list[str], items: 
     (dedupe by event id), so the 200 promise holds: 200 only when every lane was written."""
     pipe = r.pipeline()
     for channel, job_id, found in zip(channels, job_ids, items, strict=True):
-        pipe.eval(_PUSH, 2, channel.inbox, channel.lock, LOCK_TTL, quarantine_max, job_id, len(found), *found)
+        pipe.execute_command("EVAL", _PUSH, 2, channel.inbox, channel.lock, LOCK_TTL, quarantine_max, job_id,
+                             len(found), *found)  # ClusterPipeline has no eval(); the command routes by key
     for record in records:
         add_to_quarantine(pipe, record, quarantine_max)
     results = pipe.execute()

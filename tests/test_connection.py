@@ -56,8 +56,11 @@ def test_sentinel_addresses_parse_or_stop_start_up():
         check_redis({"REDIS_MIN_REPLICAS": -1})
     with pytest.raises(ConfigError, match="REDIS_WAIT_MS"):
         check_redis({"REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 0})
+    check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000,127.0.0.1:7001"})  # accepted: SPEC §12 is built
     with pytest.raises(ConfigError, match="REDIS_CLUSTER_NODES"):
-        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000"})
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1"})
+    with pytest.raises(ConfigError, match="REDIS_MIN_REPLICAS"):
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000", "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 100})
 
 
 def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
