@@ -85,6 +85,8 @@ def r(redis_server: EmbeddedRedis, redis_cluster: ClusterTopology | None) -> Ite
         yield client
     else:  # the data plane on the cluster, RQ on the single Redis
         data = cluster_client(redis_cluster.env()["REDIS_CLUSTER_NODES"], None, 4, client)
+        for command in ("KEYS", "DBSIZE"):  # tests look at the whole keyspace: every primary's
+            data.command_flags[command] = data.PRIMARIES  # type: ignore[attr-defined]
         data.flushall(target_nodes="primaries")  # type: ignore[call-arg]
         yield data
         data.close()
