@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Blueprint, current_app, request
 from redis import RedisError
 
-from app import auth, store
+from app import auth, enqueue, handoff, sends, store
 from app.backlog import backlog
 from app.connection import get_redis
 from app.errors import InvalidPayload, NotFound
@@ -59,6 +60,36 @@ def messages() -> dict[str, Any]:
 @bp.get("/bulks/<bulk_id>")
 def bulk(bulk_id: str) -> dict[str, Any]:
     return _found(store.get_bulk(get_redis(), bulk_id), f"bulk {bulk_id!r}")
+
+
+@bp.post("/sends")
+def record_sends() -> dict[str, Any]:
+    """Infobip's answer to a send request, as the sender got it (SPEC §9.2; app/sends.py).
+    All or nothing: one invalid message is a 400 naming it and its fields, and nothing is
+    written (a bulk half-recorded would silently miscount what is missing); otherwise every
+    message goes to the lanes in one atomic write, answered once it is in Redis. Posting the
+    same answer again changes nothing (the drain keeps one send record per message)."""
+    request.max_content_length = sends.MAX_BODY_BYTES  # a campaign's answer, not a report bucket
+    try:
+        body = orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError as err:
+        raise InvalidPayload("the body is not JSON", {"_schema": [str(err)]}) from err
+    _bulk_id, raw_items = sends.items(body)
+    accepted, rejected = handoff.validate("send", raw_items)
+    if rejected:
+        raise InvalidPayload("invalid messages in the send answer; nothing was recorded", rejected)
+    lanes = handoff.by_lane("send", accepted, current_app.config["DRAIN_LANES"])
+    enqueue.push(get_redis(), [enqueue.Write(lanes)])
+    return {"accepted": len(accepted), "rejected": rejected}
+
+
+@bp.get("/reconciliation")
+def reconciliation() -> dict[str, Any]:
+    """The last reconciliation run (SPEC §9.3): when, messages checked, filled from logs, stale;
+    and the same figures added up over every run."""
+    after = current_app.config.get("RECONCILE_AFTER", 0)
+    enabled = bool(after and current_app.config.get("INFOBIP_BASE_URL"))
+    return {"enabled": enabled, "reconcileAfter": after, **store.get_reconciliation(get_redis())}
 
 
 @bp.get("/inbound/<message_id>")

@@ -50,6 +50,7 @@ def load() -> dict[str, Any]:
         "EVENT_STREAM_MAXLEN": env.int("EVENT_STREAM_MAXLEN", 1_000_000),
         # Language of the status and error descriptions filled in from Infobip's tables (app/codes.py).
         "CODE_DESCRIPTIONS": env.str("CODE_DESCRIPTIONS", "en").strip().lower(),
+        **load_pull_and_reconcile(env),
         # Development mode allows running without ingest credentials (`make run` sets it).
         "DEV_MODE": env.bool("DEV_MODE", False),
         # /metrics without a bearer key, for a scraper on a private network.
@@ -111,6 +112,7 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"CODE_DESCRIPTIONS must be one of {', '.join(LANGUAGES)}")
     check_infobip(config)
     check_redis(config)
+    check_pull_and_reconcile(config)
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")
@@ -169,3 +171,31 @@ def check_redis(config: Mapping[str, Any]) -> None:
         raise ConfigError("REDIS_MIN_REPLICAS must be at least 0")
     if int(config.get("REDIS_MIN_REPLICAS", 0)) and int(config.get("REDIS_WAIT_MS", 0)) < 1:
         raise ConfigError("REDIS_WAIT_MS must be at least 1 when REDIS_MIN_REPLICAS is set")
+
+
+# --- SPEC §9.1, §9.3: pull mode and reconciliation (app/infobip/pull.py, reconcile.py) --------
+
+
+def load_pull_and_reconcile(env: Env) -> dict[str, Any]:
+    return {
+        "PULL_REPORTS": env.bool("PULL_REPORTS", False),  # poll /sms/1/reports
+        "PULL_INBOX": env.bool("PULL_INBOX", False),  # poll /sms/1/inbox/reports
+        "PULL_LIMIT": env.int("PULL_LIMIT", 1000),  # items per page (Infobip's maximum: 1000)
+        "PULL_INTERVAL": env.int("PULL_INTERVAL", 5),  # seconds between polls once a page is not full
+        "RECONCILE_AFTER": env.int("RECONCILE_AFTER", 3600),  # seconds without news; 0: off
+        "RECONCILE_RATE": env.float("RECONCILE_RATE", 5.0),  # calls to /sms/1/logs per second
+    }
+
+
+def check_pull_and_reconcile(config: Mapping[str, Any]) -> None:
+    pulling = config.get("PULL_REPORTS") or config.get("PULL_INBOX")
+    if pulling and not config.get("INFOBIP_BASE_URL"):
+        raise ConfigError("PULL_REPORTS/PULL_INBOX need INFOBIP_BASE_URL (and its credentials)")
+    if not 1 <= int(config.get("PULL_LIMIT", 1000)) <= 1000:
+        raise ConfigError("PULL_LIMIT must be from 1 to 1000 (Infobip's maximum page)")
+    if int(config.get("PULL_INTERVAL", 5)) < 1:
+        raise ConfigError("PULL_INTERVAL must be at least 1 second")
+    if int(config.get("RECONCILE_AFTER", 3600)) < 0:
+        raise ConfigError("RECONCILE_AFTER must be 0 (off) or a number of seconds")
+    if not float(config.get("RECONCILE_RATE", 5.0)) > 0:
+        raise ConfigError("RECONCILE_RATE must be more than 0 calls per second")

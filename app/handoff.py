@@ -16,12 +16,12 @@ from typing import Any
 from marshmallow import ValidationError
 from redis import Redis
 
-from app import dlr, enqueue, mo, number, quarantine
+from app import dlr, enqueue, mo, number, quarantine, sends
 from app.clock import now_text
 from app.connection import Replication
 from app.keys import lane_of
 
-PARSERS = {"dlr": dlr, "mo": mo, "number": number}
+PARSERS = {"dlr": dlr, "mo": mo, "number": number, "send": sends}  # "send": a send record (app/sends.py)
 
 
 def validate(kind: str, raw_items: list[Any], language: str = "en",

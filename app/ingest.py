@@ -32,6 +32,7 @@ class IngestView(MethodView):
 
     kind: str
     parser: ModuleType
+    source = "push"  # provenance of what this view accepts (SPEC §9); a replay keeps the input's
 
     def post(self, rest: str = "") -> tuple[dict[str, Any], int]:
         auth.check_ingest(request, current_app.config)
@@ -89,7 +90,10 @@ class IngestView(MethodView):
         return found
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"])
+        accepted, rejected = handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"])
+        for data in accepted:
+            data["source"] = self.source
+        return accepted, rejected
 
     def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
         return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
@@ -146,6 +150,7 @@ def replay(entry_id: str, to: str | None = None) -> dict[str, Any]:
         if request.url_rule is None:  # kept input no endpoint takes (an unreadable SMPP PDU)
             return {"id": entry_id, "status": 404, "error": f"nothing to replay {entry['path']} through"}
         view = current_app.view_functions[request.url_rule.endpoint].view_class()
+        view.source = entry.get("source") or "push"  # a replayed pulled page stays "pull"
         try:
             answer, _status = view.process(keep_rejects=False)
         except ReceiverError as err:

@@ -133,3 +133,10 @@ def untag(part: str) -> str:
 
 
 FANOUT = "fan{t}"  # cluster only: a lane's events for the consumers, moved on by the drain job
+
+# --- SPEC §9: pull mode, send records, reconciliation (h14b) ----------------------------------
+INDEX_PENDING = "ix:pending{t}"  # zset messageId -> last news (epoch s) of every message not final
+PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
+RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
+RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
+RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"

@@ -37,6 +37,8 @@ from app.keys import (
     INDEX_TO,
     MESSAGE,
     NUMBER_CHECK,
+    RECONCILE_LAST,
+    RECONCILE_TOTALS,
 )
 
 UNKNOWN_GROUP = "UNKNOWN"
@@ -90,13 +92,28 @@ def get_message(r: Redis, message_id: str) -> dict[str, Any] | None:
     return _message_view(get_any_lane(r, MESSAGE, message_id=message_id))
 
 
+# What a message known only from its send record (SPEC §9.2) shows for the report fields.
+_NO_REPORT = {"from": None, "sentAt": None, "doneAt": None, "mccMnc": None, "price": None,
+              "error": None, "callbackData": None, "eventId": None}
+
+
 def _message_view(blob: bytes | None, with_history: bool = True) -> dict[str, Any] | None:
-    """The current report in SPEC §3 `data` form, plus every report received, oldest first."""
+    """The current report in SPEC §3 `data` form, plus every report received, oldest first.
+    Without a report yet, the send record (source "send"). `awaitingReport`: sent, not final,
+    no report yet; `stale`: still not final once Infobip's 48 h log window had passed."""
     if not blob:
         return None
     record = unpack(blob)
-    current = record["hist"][record["cur"]]
-    return {**current, "history": record["hist"]} if with_history else current
+    send = record.get("send")
+    if record["cur"] is not None:
+        shown = record["hist"][record["cur"]]
+    elif send is not None:
+        shown = {**_NO_REPORT, "source": "send", **send}
+    else:
+        return None
+    view = {**shown, "awaitingReport": record["cur"] is None and not shown["final"],
+            "stale": bool(record.get("stale")) and not shown["final"]}
+    return {**view, "history": record["hist"]} if with_history else view
 
 
 def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
@@ -122,6 +139,8 @@ def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
     return {
         "bulkId": bulk_id,
         "total": totals.pop("n", 0),
+        "awaitingReport": totals.pop("a", 0),  # sent (send records), no report yet
+        "stale": totals.pop("s", 0),  # not final once Infobip's 48 h log window had passed
         "byGroup": {name[2:]: n for name, n in sorted(totals.items()) if n},
         "cost": {currency: format(amount, "f") for currency, amount in sorted(cost.items())},
         "firstSentAt": min(first, default=None),
@@ -287,3 +306,12 @@ def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
     """The `number.checked` data of a number-check request, by its messageId."""
     raw = get_any_lane(r, NUMBER_CHECK, message_id=message_id)
     return orjson.loads(raw) if raw else None
+# --- reconciliation (SPEC §9.3) ----------------------------------------------------------------
+
+
+def get_reconciliation(r: Redis) -> dict[str, Any]:
+    """The last reconciliation run (app/infobip/reconcile.py; None before the first) and the
+    figures of every run added up (a quiet last run does not hide what an earlier one found)."""
+    raw = r.get(RECONCILE_LAST)
+    totals = {k.decode(): int(v) for k, v in r.hgetall(RECONCILE_TOTALS).items()}
+    return {"lastRun": orjson.loads(raw) if raw else None, "totals": totals}

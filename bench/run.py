@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench import pull as bench_pull
 from bench.legs import sample_report
 from bench.procs import BIN, ROOT, Procs, parents, rss_kib, tree, tree_rss_mib
 from bench.smpp import smpp as bench_smpp
@@ -485,6 +486,13 @@ class Run:
             "rss": sampler.summary(), "rss_samples": sampler.samples,
         }
 
+    def pull(self) -> None:  # SPEC §9.1, bench/pull.py
+        got = bench_pull.bar(self)
+        self.raw["pull"] = got
+        self.add(Bar("pull", f"pull, {got['reports']:,} reports in pages of {got['page']:,}, into state",
+                     got["ratio"], f"x pushed buckets of {got['page']:,} ({got['pull_rate']:,.0f} vs "
+                     f"{got['push_rate']:,.0f} reports/s)", ">= 0.8x", got["ratio"] >= 0.8))
+
     # --- the whole run ---------------------------------------------------------------------
 
     def dashboard(self) -> None:
@@ -534,7 +542,7 @@ class Run:
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gunicorn "
               f"{self.web_concurrency}x{self.web_threads}, wrk -c{self.connections}", flush=True)
         try:
-            for section in ("ingest", "workers", "fanout", "scale", "smpp", "dashboard"):
+            for section in ("ingest", "workers", "fanout", "scale", "smpp", "pull", "dashboard"):
                 if self.wants(section):
                     getattr(self, section)()
         finally:
@@ -705,7 +713,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="short")
     parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, smpp, "
-                        "dashboard")
+                        "pull, dashboard")
     parser.add_argument("--scale", type=int, help="reports of the big scale point (small: a tenth)")
     parser.add_argument("--rescore", type=Path, help="recompute the scale bars of a results file from its "
                         "stored samples (after a change of how they are scored), and rewrite it")

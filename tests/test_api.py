@@ -221,6 +221,8 @@ def test_bulk_shape(infobip, work, api):
     assert resp.json == {
         "bulkId": "BULK-ID-123-xyz",
         "total": 2,
+        "awaitingReport": 0,
+        "stale": 0,
         "byGroup": {"DELIVERED": 2},
         "cost": {"EUR": "0.0002000000"},
         "firstSentAt": "2015-06-04T13:01:52.933Z",

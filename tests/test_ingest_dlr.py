@@ -15,7 +15,7 @@ import pytest
 from app import create_app
 from app.errors import ConfigError
 from app.keys import EVENT_STREAM, QUARANTINE
-from tests.conftest import API_KEY, Infobip, basic_header
+from tests.conftest import API_KEY, TOKEN, Infobip, basic_header
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, PLAIN_DOCTYPE, push, raw, report
 from tools.redis_server import free_port
 
@@ -580,3 +580,15 @@ def test_a_description_infobip_sent_is_never_replaced(language, config, r, work)
 def test_an_unknown_code_descriptions_language_stops_start_up(config, r):
     with pytest.raises(ConfigError, match="CODE_DESCRIPTIONS must be one of en, ru"):
         create_app({**config, "CODE_DESCRIPTIONS": "de"})
+def test_provenance_push_on_reports_and_inbound_in_state_api_and_events(use_routes, work, r) -> None:
+    """SPEC §9: every report's and inbound message's data says how it came; HTTP ingest is "push"."""
+    svc = use_routes('consumers:\n  - name: stream\n    type: redis-stream\n    stream: sms-events\n'
+                     '    events: ["*"]\n')
+    assert svc.infobip.dlr(raw("notify_push.json")).status_code == 200
+    forward = {"sender": "38598111", "receiver": "41793026727", "text": "HELLO", "messageid": "mo-1"}
+    assert svc.client.get("/infobip/mo", query_string={**forward, "token": TOKEN}).status_code == 200
+    work()
+    events = [orjson.loads(fields[b"event"]) for _, fields in r.xrange(EVENT_STREAM)]
+    assert len(events) == 3 and {e["data"]["source"] for e in events} == {"push"}
+    assert svc.api.get("/api/messages/MESSAGE-ID-123-xyz").json["source"] == "push"
+    assert svc.api.get("/api/inbound/mo-1").json["source"] == "push"

@@ -95,6 +95,10 @@ def service(use_routes, r, work) -> Service:
                          "price": {"pricePerMessage": 0, "currency": "EUR"}, "note": "extra"}]}
     assert infobip.post("/infobip/mo", pull).status_code == 200
     assert infobip.dlr({"results": [{"messageId": "x", "smsCount": "many"}]}).status_code == 400
+    status = {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED"}
+    sent = {"bulkId": "BULK-ID-123-xyz",
+            "messages": [{"to": "41793026731", "smsCount": 1, "messageId": "sent-only", "status": status}]}
+    assert svc.api.post("/api/sends", sent).status_code == 200  # a message known only as sent
     work()
     raw_entry = r.lindex(QUARANTINE, 0)
     r.lset(QUARANTINE, 0, orjson.dumps({**orjson.loads(raw_entry), "id": QUARANTINE_ID}))

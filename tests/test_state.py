@@ -239,6 +239,8 @@ def test_bulk_shape(deliver, r):
     assert store.get_bulk(r, "BULK-ID-123-xyz") == {
         "bulkId": "BULK-ID-123-xyz",
         "total": 2,
+        "awaitingReport": 0,
+        "stale": 0,
         "byGroup": {"DELIVERED": 2},
         "cost": {"EUR": "0.0002"},
         "firstSentAt": "2015-06-04T13:01:52.933Z",

@@ -75,7 +75,8 @@ class BatchState:
         self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
         self.numbers = NumberState(lane, cfg["RETENTION_SECONDS"])
         self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound,
-                        "number": self.numbers}
+                        "number": self.numbers,
+                        "send": self.delivery, "stale": self.delivery}  # SPEC §9 (workers/state.py)
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         for stage in (self.delivery, self.inbound, self.numbers):
