@@ -87,6 +87,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["routes"] = load_configured_routes(app.config)
 
     from app import admin, api, cli, dashboard, ingest, metrics, openapi
+    from app.optout import api as optout_api
+    from app.optout import cli as optout_cli
 
     if not app.testing:
         logs.configure()
@@ -95,11 +97,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(optout_api.bp)
     app.register_blueprint(api.health)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
     dashboard.init_app(app)  # the operator pages at / (SPEC §10)
-    for command in cli.COMMANDS:
+    for command in (*cli.COMMANDS, optout_cli.group):
         app.cli.add_command(command)
     app.register_error_handler(ReceiverError, answer_error)
     app.register_error_handler(HTTPException, answer_error)

@@ -85,6 +85,13 @@ def load() -> dict[str, Any]:
         "REDIS_MIN_REPLICAS": env.int("REDIS_MIN_REPLICAS", 0),
         "REDIS_WAIT_MS": env.int("REDIS_WAIT_MS", 500),
         "REDIS_CLUSTER_NODES": env.str("REDIS_CLUSTER_NODES", "") or None,  # the data plane on a cluster
+        # --- SPEC §11: opt-outs and replies ---
+        # This service's address as Infobip reaches it: replies carry PUBLIC_URL/infobip/dlr
+        # (with the ingest credentials) as their notifyUrl, so their reports come back here.
+        "PUBLIC_URL": env.str("PUBLIC_URL", "") or None,
+        # A reply whose send timed out is looked up in /sms/1/logs this many seconds later
+        # (Infobip's logs may lag), and sent again only if it is not there.
+        "REPLY_LOOKUP_DELAY": env.float("REPLY_LOOKUP_DELAY", 30.0),
     }
 
 
@@ -113,6 +120,9 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     check_infobip(config)
     check_redis(config)
     check_pull_and_reconcile(config)
+    public = config.get("PUBLIC_URL")
+    if public and not (public.startswith(("http://", "https://")) and len(public.split("/")[2]) > 0):
+        raise ConfigError("PUBLIC_URL must be an http(s) URL, e.g. https://sms.example.com")
     routes_file = config["ROUTES_FILE"]
     if routes_file and not Path(routes_file).is_file():
         raise ConfigError(f"ROUTES_FILE {routes_file!r} does not exist")

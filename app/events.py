@@ -12,7 +12,9 @@ DLR_FINAL = "dlr.final"
 DLR_INTERMEDIATE = "dlr.intermediate"
 MO_RECEIVED = "mo.received"
 NUMBER_CHECKED = "number.checked"  # a number-check (HLR) result, from SMPP (SPEC §13)
-EVENT_TYPES = (DLR_FINAL, DLR_INTERMEDIATE, MO_RECEIVED, NUMBER_CHECKED)
+CONTACT_OPTOUT = "contact.optout"  # SPEC §11: a number opted out (STOP, or by the API)
+CONTACT_OPTIN = "contact.optin"  # ... and back in (START, or by the API)
+EVENT_TYPES = (DLR_FINAL, DLR_INTERMEDIATE, MO_RECEIVED, NUMBER_CHECKED, CONTACT_OPTOUT, CONTACT_OPTIN)
 
 
 def _digest(*parts: Any) -> str:
@@ -46,6 +48,12 @@ def number_event_id(message_id: str) -> str:
 def mo_event_id(message_id: str) -> str:
     """Inbound messages without an Infobip messageId get a derived one at ingest (app/mo.py)."""
     return _digest("mo", message_id)
+
+
+def contact_event_id(event_type: str, msisdn: str, receiver: str, cause: str) -> str:
+    """`cause` is the MO's messageId (a resent STOP is the same MO: the same id, no second
+    event) or the id of a manual change (its re-run batch gives the same id)."""
+    return _digest(event_type, msisdn, receiver, cause)
 
 
 def dlr_type(data: dict[str, Any]) -> str:

@@ -99,6 +99,11 @@ def tag(lane: int | str) -> str:
     return f":{{{lane}}}" if _SHARDED["lanes"] else ""
 
 
+def tag_of(key: str) -> str:
+    """The `{t}` of the lane that `key` (a messageId, for reports) maps to."""
+    return tag(lane_of(key, _SHARDED["lanes"])) if _SHARDED["lanes"] else ""
+
+
 def tags() -> list[str]:
     """Every lane's `{t}`, for readers that merge across lanes (one on a single Redis)."""
     return [tag(lane) for lane in range(_SHARDED["lanes"])] or [""]
@@ -140,3 +145,13 @@ PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value:
 RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
 RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
 RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"
+
+# --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
+# Opt-outs never expire: a STOP holds until START or a manual lift.
+OPTOUT = "optout:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}
+OPTOUT_INDEX = "ix:optout"  # zset "<msisdn>|<receiver>" -> since (epoch seconds), for the list
+OPTOUT_BY_RECEIVER = "ix:optout:rcv:{receiver}"  # zset msisdn -> since; receiver "*" too
+REPLY = "reply:{message_id}"  # hash: the reply to inbound message <id>, recorded before it is sent
+REPLIES_DUE = "replies:due"  # zset inbound messageId -> when its reply is next tried (epoch)
+REPLIES_LOCK = "replies:lock"  # value: id of the one job sending replies
+REPLIES_SENT = "replies:sent:{msisdn}"  # zset reply messageId -> sent (epoch): the hourly cap

@@ -40,6 +40,7 @@ from app.keys import (
     RECONCILE_LAST,
     RECONCILE_TOTALS,
 )
+from app.optout import replies  # the module: it imports this one
 
 UNKNOWN_GROUP = "UNKNOWN"
 
@@ -263,7 +264,7 @@ def _matches(
 
 def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
     raw = get_any_lane(r, INBOUND, message_id=message_id)
-    return orjson.loads(raw) if raw else None
+    return replies.with_replies(r, [orjson.loads(raw)])[0] if raw else None
 
 
 def find_inbound(
@@ -284,7 +285,7 @@ def find_inbound(
         key = keys.partial(INDEX_IN_TO, to=to)
     else:
         key = INDEX_IN
-    return scan_newest(
+    return replies.with_replies(r, scan_newest(
         r,
         key,
         INBOUND,
@@ -296,7 +297,7 @@ def find_inbound(
         ),
         limit,
         max_scan,
-    )
+    ))
 
 
 # --- number checks (SMPP, SPEC §13) ----------------------------------------------------------
@@ -306,6 +307,8 @@ def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
     """The `number.checked` data of a number-check request, by its messageId."""
     raw = get_any_lane(r, NUMBER_CHECK, message_id=message_id)
     return orjson.loads(raw) if raw else None
+
+
 # --- reconciliation (SPEC §9.3) ----------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench import optout
 from bench import pull as bench_pull
 from bench.legs import sample_report
 from bench.procs import BIN, ROOT, Procs, parents, rss_kib, tree, tree_rss_mib
@@ -542,7 +543,7 @@ class Run:
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gunicorn "
               f"{self.web_concurrency}x{self.web_threads}, wrk -c{self.connections}", flush=True)
         try:
-            for section in ("ingest", "workers", "fanout", "scale", "smpp", "pull", "dashboard"):
+            for section in ("ingest", "workers", "fanout", "scale", "smpp", "pull", "optout", "dashboard"):
                 if self.wants(section):
                     getattr(self, section)()
         finally:
@@ -560,6 +561,15 @@ class Run:
         print(f"{len(self.bars) - len(failed)} of {len(self.bars)} lines PASS/INFO, {len(failed)} FAIL; "
               f"{time.monotonic() - started:.0f} s; load average at end {end[0]:.2f}; results in {path}")
         return 1 if failed else 0
+
+
+    def optout(self) -> None:
+        """SPEC §11: the bulk opt-out check, per number at 10,000 vs at 100 (bench/optout.py)."""
+        server = self.redis_server("optout")
+        try:
+            self.add(Bar(**optout.measure(server.url)))
+        finally:
+            server.stop()
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -713,7 +723,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="short")
     parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, smpp, "
-                        "pull, dashboard")
+                        "pull, optout, dashboard")
     parser.add_argument("--scale", type=int, help="reports of the big scale point (small: a tenth)")
     parser.add_argument("--rescore", type=Path, help="recompute the scale bars of a results file from its "
                         "stored samples (after a change of how they are scored), and rewrite it")

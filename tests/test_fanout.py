@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.events import dlr_event_id, mo_event_id
 from app.keys import EVENT_STREAM, MO_UNROUTED
+from app.routes import OptOut
 from tests.conftest import basic_header
 from tests.consumers import SECRET, ConsumerServer, http_consumer, routes_text, stream_consumer
 from tests.samples import push, report
@@ -130,7 +131,12 @@ def test_mo_takes_the_first_route_that_matches(service, consumer_server, work, t
     assert inbound.status_code == 200 and inbound.json["route"] == route
     expected = {name: {} for name in SUBSCRIPTIONS}
     expected |= {"archive": {event_id: 1}, "inbox": {event_id: 1}, routed_to: {event_id: 1}}
-    assert got(consumer_server) == expected
+    delivered = got(consumer_server)
+    # SPEC §11: a STOP also opts the sender out; its contact.optout event goes to "*" as well
+    contact = set(delivered["archive"]) - {event_id}
+    assert len(contact) == (OptOut().kind(text.split()[0]) == "stop")
+    delivered["archive"] = Counter({event_id: delivered["archive"][event_id]})
+    assert delivered == expected
     [delivery] = consumer_server.requests(f"/{routed_to}")
     assert delivery.verify()["data"]["route"] == route
     assert service.api.get("/api/consumers").json["moUnrouted"] == 0
@@ -175,7 +181,7 @@ def test_without_mo_routes_every_mo_is_unrouted(use_routes, consumer_server, wor
     mo(service, "hello", message_id="mo-2")
     work()
     assert service.api.get("/api/consumers").json["moUnrouted"] == 2
-    assert len(consumer_server.delivered("/a")) == 2
+    assert len(consumer_server.delivered("/a")) == 3  # the two MO and the STOP's contact.optout
 
 
 # --- the signed POST ------------------------------------------------------------------------
@@ -184,6 +190,7 @@ DLR_DATA = {"messageId", "bulkId", "to", "from", "sentAt", "doneAt", "smsCount",
             "status", "error", "callbackData", "final", "warnings"}
 MO_DATA = {"messageId", "from", "to", "text", "cleanText", "keyword", "receivedAt", "smsCount",
            "dataCoding", "esmClass", "binary", "parts", "incomplete", "route"}
+CONTACT_DATA = {"msisdn", "receiver", "since", "keyword", "messageId", "source"}  # SPEC §11
 
 
 def test_every_post_is_signed_and_carries_the_event(service, consumer_server, work):
@@ -191,8 +198,9 @@ def test_every_post_is_signed_and_carries_the_event(service, consumer_server, wo
     mo(service, "STOP now")
     work()
     seen = consumer_server.requests()
-    # finals 1, progress 1, dlrs 2, archive 3 (2 DLR, the MO), optout 1, inbox 1 (every MO)
-    assert len(seen) == 9
+    # finals 1, progress 1, dlrs 2, archive 4 (2 DLR, the MO, the STOP's contact.optout),
+    # optout 1, inbox 1 (every MO)
+    assert len(seen) == 10
     for delivery in seen:
         event = delivery.verify(SECRET)  # standardwebhooks from PyPI, not project code
         assert delivery.headers["webhook-id"] == event["id"]
@@ -201,7 +209,7 @@ def test_every_post_is_signed_and_carries_the_event(service, consumer_server, wo
         assert delivery.headers["content-type"] == "application/json"
         assert set(event) == {"id", "type", "timestamp", "data"}
         assert event["id"].startswith("evt_") and event["timestamp"].endswith("Z")
-        fields = MO_DATA if event["type"] == "mo.received" else DLR_DATA
+        fields = {"mo.received": MO_DATA, "contact.optout": CONTACT_DATA}.get(event["type"], DLR_DATA)
         assert fields <= set(event["data"]), fields - set(event["data"])
     price = next(s.event for s in seen if s.event["type"] == "dlr.final")["data"]["price"]
     assert price == {"pricePerMessage": "0.01", "currency": "EUR"}  # a decimal string
@@ -257,13 +265,13 @@ def test_stream_consumers_get_their_own_stream(use_routes, work, r):
     mo(service, "stop")
     work()
     assert [e["data"]["messageId"] for e in stream_events(r, "s-finals")] == ["m-1"]
-    assert Counter(e["type"] for e in stream_events(r, "s-all")) == {
-        "dlr.final": 1, "dlr.intermediate": 1, "mo.received": 1}  # the MO once, though named twice
+    assert Counter(e["type"] for e in stream_events(r, "s-all")) == {  # the MO once, though named twice
+        "dlr.final": 1, "dlr.intermediate": 1, "mo.received": 1, "contact.optout": 1}
     [optout] = stream_events(r, "s-optout")
     assert optout["type"] == "mo.received" and optout["data"]["route"] == "stop"
     assert not r.exists(EVENT_STREAM)  # a routes file replaces the default stream
     figures = service.api.get("/api/consumers").json["consumers"]
-    assert figures["everything"] == {"kind": "redis-stream", "target": "stream:s-all", "streamLength": 3}
+    assert figures["everything"] == {"kind": "redis-stream", "target": "stream:s-all", "streamLength": 4}
 
 
 def test_stream_length_is_capped_approximately(use_routes, work, r):

@@ -132,6 +132,7 @@ def test_default_names_end_to_end(send, mo, work, api, r):
     assert (data["parts"], data["smsCount"], data["incomplete"]) == (1, 1, False)
     assert "route" in data
     stored = inbound(api, "mo-1")
+    assert stored.pop("reply")["kind"] == "stop"  # SPEC §11: a STOP is answered (app/optout/)
     assert stored == data
     assert quarantined(r) == []
 

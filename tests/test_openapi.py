@@ -90,6 +90,8 @@ def service(use_routes, r, work) -> Service:
         assert infobip.dlr(raw(name), content_type=None).status_code == 200
     mo = {"sender": "38598111", "receiver": "41793026727", "text": "HELLO world", "token": TOKEN}
     assert svc.client.get("/infobip/mo", query_string=mo).status_code == 200
+    stop = {**mo, "sender": "38598112", "text": "STOP"}  # an opt-out, and an inbound with a reply
+    assert svc.client.get("/infobip/mo", query_string=stop).status_code == 200
     pull = {"results": [{"messageId": PULL_ID, "from": "+38598111", "to": "41793026727",
                          "text": "WIN 1", "receivedAt": "2015-02-15T11:43:20.254+0100",
                          "price": {"pricePerMessage": 0, "currency": "EUR"}, "note": "extra"}]}

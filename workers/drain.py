@@ -24,11 +24,13 @@ from rq import get_current_job
 from app import enqueue, keys
 from app.clock import epoch
 from app.connection import Replication, data_client
+from app.events import MO_RECEIVED
 from app.keys import WORKER_COUNTERS
 from workers import aggregates
 from workers.fanout import Fanout
 from workers.inbound import InboundState
 from workers.numbers import NumberState
+from workers.optout import OptOutState, kick_replies
 from workers.settings import routes, settings
 from workers.state import DeliveryState
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Upper bounds (seconds) of the received -> state lag histogram in /metrics.
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# A batch whose watched opt-out entries changed under it is applied again, this many times.
+WATCH_RETRIES = 5
 
 
 def run(lane: int) -> dict[str, int]:
@@ -66,31 +70,41 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
 
 
 class BatchState:
-    """The state stages of one batch, by item kind: delivery reports, inbound messages and
-    number-check results."""
+    """The state stages of one batch, by item kind: delivery reports (and send records, stale
+    marks), inbound messages, number-check results, and the opt-out changes and replies of both
+    MO and manual changes (`optout` items)."""
 
     def __init__(self, lane: int, cfg: dict[str, Any], fanout: Fanout) -> None:
         self.counters = WORKER_COUNTERS.format(t=keys.tag(lane))
         self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
         self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
         self.numbers = NumberState(lane, cfg["RETENTION_SECONDS"])
+        self.optout = OptOutState(fanout.routes, cfg)
         self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound,
                         "number": self.numbers,
                         "send": self.delivery, "stale": self.delivery}  # SPEC §9 (workers/state.py)
 
-    def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
+    def load(self, r: Redis, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         for stage in (self.delivery, self.inbound, self.numbers):
-            mine = [e for e in envelopes if self.by_kind[e["kind"]] is stage]
+            mine = [e for e in envelopes if self.by_kind.get(e["kind"]) is stage]
             if mine:
                 stage.load(r, mine)
+        self.optout.load(r, pipe, envelopes)
 
-    def apply(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
-        return self.by_kind[envelope["kind"]].apply(envelope)
+    def apply(self, envelope: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events of one item: a new MO's own, then those of its opt-out keyword."""
+        if envelope["kind"] == "optout":
+            return self.optout.change(envelope["data"])
+        event = self.by_kind[envelope["kind"]].apply(envelope)
+        if event is None:
+            return []
+        return [event, *self.optout.on_mo(event["data"])] if event["type"] == MO_RECEIVED else [event]
 
     def write(self, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         self.delivery.write(pipe)
         self.inbound.write(pipe)
         self.numbers.write(pipe)
+        self.optout.write(pipe)
         self.count(pipe, envelopes)
         aggregates.write_batch(pipe, self.delivery, self.inbound)
 
@@ -101,7 +115,7 @@ class BatchState:
             for outcome, n in stage.counts.items():
                 pipe.hincrby(self.counters, f"{kind}:{outcome}", n)
         now = time.time()
-        lags = [now - epoch(e["receivedAt"]) for e in envelopes if e["kind"] != "mo.flush"]
+        lags = [now - epoch(e["receivedAt"]) for e in envelopes if e["kind"] not in ("mo.flush", "optout")]
         for bound in LAG_BUCKETS:
             pipe.hincrby(self.counters, f"lag_le:{bound}", sum(lag <= bound for lag in lags))
         pipe.hincrby(self.counters, "lag_count", len(lags))
@@ -110,6 +124,15 @@ class BatchState:
 
 def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool:
     """Apply one claimed batch atomically. False when the lane is no longer ours."""
+    for _ in range(WATCH_RETRIES):
+        applied = _apply_once(r, lane, job_id, items, totals)
+        if applied is not None:
+            return applied
+    return False
+
+
+def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool | None:
+    """True: applied; False: the lane is not ours; None: a watched opt-out entry changed."""
     cfg = settings()
     envelopes = [orjson.loads(item) for item in items]
     channel = enqueue.lane(lane)
@@ -120,8 +143,9 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         if pipe.get(channel.lock) != job_id.encode():
             return False
         state = BatchState(lane, cfg, fanout)
-        state.load(r, envelopes)
-        new_events = [event for envelope in envelopes if (event := state.apply(envelope))]
+        state.load(r, pipe, envelopes)
+        per_item = [state.apply(envelope) for envelope in envelopes]
+        new_events = [event for found in per_item for event in found]
         pipe.multi()
         state.write(pipe, envelopes)
         fanout.emit(pipe, new_events)
@@ -130,13 +154,15 @@ def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
         try:
             pipe.execute()
         except WatchError:
-            return False
+            return None if r.get(channel.lock) == job_id.encode() else False
     fanout.kick(r)
+    if state.optout.queued:
+        kick_replies(r)
     # Too few replicas confirmed the batch (REDIS_MIN_REPLICAS): fail the job, and RQ runs it
     # again (same id). On this primary the batch is applied and gone, so the re-run goes on with
     # the next one; on a replica promoted without it, the batch is still claimed there and the
     # re-run applies it (once: applying is idempotent by event id).
     replication.check(getattr(pipe, "acks", None))
-    totals["new"] += len(new_events)
-    totals["duplicate"] += len(envelopes) - len(new_events)
+    totals["new"] += sum(1 for found in per_item if found)
+    totals["duplicate"] += sum(1 for found in per_item if not found)
     return True

@@ -39,6 +39,7 @@ from app.keys import (
     RETRIES,
     consumer_key,
 )
+from workers.optout import kick_replies_if_due
 from workers.settings import routes, settings
 
 # Queue the flush only if this call removed the pending entry: one flush per reassembly.
@@ -79,6 +80,7 @@ def sweep(r: Redis) -> dict[str, int]:
         due = r.zrangebyscore(retries, "-inf", now, start=0, num=1)
         if consumer.kind == "http" and (due or r.llen(channel.inbox)) and channel.kick(r):
             done["kickedDeliveries"] += 1
+    done["kickedReplies"] = kick_replies_if_due(r, now)  # a killed sender's lock lapsed (SPEC §11)
     done["flushed"] = flush_stale_parts(r, now - cfg["MO_PARTS_TIMEOUT"])
     cutoff = now - cfg["RETENTION_SECONDS"]
     for t in keys.tags():
