@@ -22,9 +22,10 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from app.connection import queue_client
 from app.enqueue import outbox
 from app.events import build
-from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, OUTBOX_LOCK, QUEUE_NAME, RETRIES, consumer_key
+from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, QUEUE_NAME, RETRIES, consumer_key
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
 from tools.redis_server import EmbeddedRedis
@@ -367,14 +368,14 @@ def queue_deliveries(r: Redis, count: int, name: str = "crm") -> list[str]:
 
 
 def run_queue(r: Redis, name: str) -> None:
-    SimpleWorker([Queue(name, connection=r)], connection=r).work(burst=True)
+    SimpleWorker([Queue(name, connection=queue_client(r))], connection=queue_client(r)).work(burst=True)
 
 
 def test_a_claimed_batch_is_delivered_once_by_the_rerun_of_its_job(crm, consumer_server, work, r):
     service = crm()
     messages = post_reports(service, 3)
     run_queue(r, QUEUE_NAME)  # drain only: the delivery job is queued, not run
-    job_id = r.get(OUTBOX_LOCK.format(consumer="crm")).decode()
+    job_id = r.get(outbox("crm").lock).decode()
     channel = outbox("crm")
     # The job claims its batch and dies before sending anything.
     assert channel.own(r, job_id)
@@ -412,7 +413,7 @@ def test_the_sweep_leaves_a_live_delivery_job_alone(crm, consumer_server, work, 
     crm()
     ids = queue_deliveries(r, 2)
     outbox("crm").kick(r)  # a queued job owns the outbox
-    job_id = r.get(OUTBOX_LOCK.format(consumer="crm")).decode()
+    job_id = r.get(outbox("crm").lock).decode()
     outbox("crm").claim(r, job_id, 1)
     done = sweep.sweep(r)
     assert done.get("handedBack", 0) == 0 and done.get("kickedDeliveries", 0) == 0
@@ -441,7 +442,7 @@ def test_a_job_past_its_time_budget_requeues_itself(crm, consumer_server, work, 
     assert deliver.deliver(r, "crm", "job-1", budget=0) == {}
     assert consumer_server.requests() == []
     assert r.llen(outbox("crm").inbox) == 3  # nothing lost, order kept
-    assert Queue(DELIVERY_QUEUE, connection=r).count == 1  # a fresh job, behind the others
+    assert Queue(DELIVERY_QUEUE, connection=queue_client(r)).count == 1  # a fresh job, behind the others
     work()
     assert [s.event_id for s in consumer_server.requests("/crm")] == ids
 

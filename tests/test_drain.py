@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from app import enqueue, store
+from app.connection import queue_client
 from app.keys import CLAIMED, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, sweep
@@ -86,7 +87,7 @@ def test_ingest_kicks_one_job_per_lane(infobip, work, r):
         assert infobip.dlr(push(report(message_id))).status_code == 200
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     assert r.llen(f"rq:queue:{QUEUE_NAME}") == 1
-    assert Job.fetch(job_id, connection=r).func_name == "workers.drain.run"
+    assert Job.fetch(job_id, connection=queue_client(r)).func_name == "workers.drain.run"
     work()
     assert_applied_once(r, ids)
     assert_lane_idle(r)
@@ -309,7 +310,7 @@ def test_sweep_as_an_rq_job(r, work):
     enqueue.lane(LANE).own(r, "ghost")
     enqueue.lane(LANE).claim(r, "ghost")
     r.delete(LANE_LOCK.format(lane=LANE))
-    Queue(QUEUE_NAME, connection=r).enqueue("workers.sweep.run")
+    Queue(QUEUE_NAME, connection=queue_client(r)).enqueue("workers.sweep.run")
     work()  # the sweep, then the drain job it kicked
     assert_applied_once(r, ids)
     assert_lane_idle(r)
