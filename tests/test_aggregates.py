@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from app import enqueue, store_dashboard
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INBOX, consumer_key
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, consumer_key
 from tests.conftest import basic_header, run_workers
 from tests.consumers import Answer, http_consumer, routes_text
 from tests.samples import envelopes, ids_in_lane, push, report
@@ -28,7 +28,7 @@ def dash_keys(r) -> dict[bytes, dict[bytes, bytes]]:
 def campaign(r, ids: list[str]) -> None:
     """Delivered, undeliverable (absent subscriber) and pending reports, in the inbox of LANE."""
     reports = [report(ids[0]), report(ids[1], "UNDELIVERABLE", error=GSM_ABSENT), report(ids[2], "PENDING")]
-    r.rpush(INBOX.format(lane=LANE), *envelopes(*reports))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(*reports))
 
 
 def test_a_batch_counts_reports_groups_errors_and_delivery_times(r):
@@ -82,10 +82,10 @@ def test_bulk_errors_follow_the_current_report(r):
     """An intermediate report with an error, then the final DELIVERED one: the bulk's breakdown
     moves the message out of that error, as its counts per group move it between groups."""
     (message_id,) = ids_in_lane(LANE, 1)
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(message_id, "PENDING", error=GSM_ABSENT)))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(message_id, "PENDING", error=GSM_ABSENT)))
     drain.drain(r, LANE, "job-1")
     assert [e["id"] for e in store_dashboard.bulk_detail(r, "bulk-1")["errors"]] == [27]
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(message_id, doneAt="2015-06-04T13:03:00.000+0000")))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(message_id, doneAt="2015-06-04T13:03:00.000+0000")))
     drain.drain(r, LANE, "job-2")
     bulk = store_dashboard.bulk_detail(r, "bulk-1")
     assert bulk["errors"] == [] and bulk["byGroup"] == {"DELIVERED": 1}

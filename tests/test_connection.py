@@ -15,11 +15,11 @@ from rq import Queue
 from rq.cli.helpers import get_redis_from_config
 from rq.job import Job
 
-from app import create_app, handoff, store
+from app import create_app, enqueue, handoff, store
 from app.config import check_redis
 from app.connection import Replication, addresses, make_client, rq_settings
 from app.errors import ConfigError, NotReplicated
-from app.keys import INBOX, QUEUE_NAME
+from app.keys import QUEUE_NAME
 from tests.conftest import clear_route_caches
 from tests.samples import push, report
 from tools.redis_topology import SentinelTopology
@@ -28,7 +28,7 @@ HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
 
 
 def inbox_items(r: redis.Redis) -> int:
-    return sum(r.llen(INBOX.format(lane=lane)) for lane in range(4))
+    return sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
     assert answer.status_code == 200, answer.json
     for replica in sentinels.replicas():  # WAIT 2 returned: both replicas hold the items already
         with replica.client() as c:
-            assert sum(c.llen(INBOX.format(lane=lane)) for lane in range(4)) == 2
+            assert sum(c.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 2
     assert app.test_client().get("/readyz").json["redisReplicas"] == 2
     metrics = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"})
     assert "receiver_redis_replicas 2.0" in metrics.text
@@ -128,7 +128,7 @@ def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
         after = web.post("/infobip/dlr", json=push(report("after")), query_string=token)
         assert after.status_code == 200, after.json
         with new.client() as c:
-            items = b"".join(b for lane in range(4) for b in c.lrange(INBOX.format(lane=lane), 0, -1))
+            items = b"".join(b for lane in range(4) for b in c.lrange(enqueue.lane(lane).inbox, 0, -1))
         assert b'"before"' in items and b'"after"' in items, "the acknowledged report survived the failover"
     finally:
         topology.stop()

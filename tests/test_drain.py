@@ -16,7 +16,7 @@ from rq.job import Job
 
 from app import enqueue, store
 from app.connection import queue_client
-from app.keys import CLAIMED, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from app.keys import CLAIMED, EVENT_STREAM, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, sweep
 
@@ -24,7 +24,7 @@ LANE = 2
 
 
 def inbox(r, lane: int = LANE) -> list[str]:
-    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 def batch(r, job_id: str, lane: int = LANE) -> list[str]:
@@ -35,7 +35,7 @@ def batch(r, job_id: str, lane: int = LANE) -> list[str]:
 def fill(r, count: int, lane: int = LANE) -> list[str]:
     """Put `count` reports for distinct messages of `lane` into its inbox, without a drain job."""
     ids = ids_in_lane(lane, count)
-    r.rpush(INBOX.format(lane=lane), *envelopes(*(report(m) for m in ids)))
+    r.rpush(enqueue.lane(lane).inbox, *envelopes(*(report(m) for m in ids)))
     return ids
 
 
@@ -50,7 +50,7 @@ def assert_applied_once(r, ids: list[str]) -> None:
 
 
 def assert_lane_idle(r, lane: int = LANE) -> None:
-    assert r.llen(INBOX.format(lane=lane)) == 0
+    assert r.llen(enqueue.lane(lane).inbox) == 0
     assert r.keys(enqueue.lane(lane).batch("*")) == []
     claimed = r.smembers(CLAIMED.format(t=""))
     assert not [key for key in claimed if key.startswith(b"batch:")]  # none left listed
@@ -69,7 +69,7 @@ def test_drain_applies_a_lane_and_releases_it(r):
 
 def test_drain_counts_duplicates(r):
     ids = fill(r, 3)
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[0]), report(ids[1])))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(ids[0]), report(ids[1])))
     assert drain.drain(r, LANE, "job-1") == {"new": 3, "duplicate": 2}
     assert_applied_once(r, ids)
 
@@ -296,7 +296,7 @@ def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
     infobip.dlr(push(report(ids[0])))
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     work()  # the job has finished
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[1])))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(ids[1])))
     enqueue.lane(LANE).own(r, job_id)
     enqueue.lane(LANE).claim(r, job_id)
     r.delete(LANE_LOCK.format(lane=LANE))

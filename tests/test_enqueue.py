@@ -12,7 +12,7 @@ from rq.job import Job
 from app import enqueue
 from app.connection import queue_client
 from app.enqueue import Write
-from app.keys import INBOX, LANE_LOCK, QUARANTINE, QUEUE_NAME
+from app.keys import LANE_LOCK, QUARANTINE, QUEUE_NAME
 
 
 def items(*numbers: int) -> list[bytes]:
@@ -20,7 +20,7 @@ def items(*numbers: int) -> list[bytes]:
 
 
 def inbox(r, lane: int) -> list[int]:
-    return [orjson.loads(item)["n"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+    return [orjson.loads(item)["n"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 def test_items_of_several_writes_land_in_their_lanes_in_order(r):
