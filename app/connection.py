@@ -20,12 +20,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from redis import Redis
+from redis import Redis, RedisError
 from redis.client import Pipeline
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
@@ -68,6 +69,15 @@ def cluster_client(nodes: list[str] | str, password: str | None, lanes: int, que
                           **{k: v for k, v in TIMEOUTS.items() if k != "health_check_interval"})
     client.queue_client = queue  # type: ignore[attr-defined]
     return client  # type: ignore[return-value]
+
+
+def after_failure(r: Redis) -> None:
+    """A cluster client that failed to reach a node re-reads the slot map, so the next call
+    finds the replica that took over (redis-py's pipelines keep the dead node otherwise)."""
+    manager = getattr(r, "nodes_manager", None)
+    if manager is not None:
+        with contextlib.suppress(RedisError):  # no node answers yet: the next failure tries again
+            manager.initialize()
 
 
 def queue_client(r: Redis) -> Redis:

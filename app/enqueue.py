@@ -36,7 +36,7 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 
 from app import keys
-from app.connection import NO_REPLICAS, Replication, queue_client
+from app.connection import NO_REPLICAS, Replication, after_failure, queue_client
 from app.keys import (
     BATCH_PREFIX,
     CLAIMED,
@@ -270,7 +270,11 @@ def _push_sharded(r: Redis, channels: list[Channel], job_ids: list[str], items: 
                              len(found), *found)  # ClusterPipeline has no eval(); the command routes by key
     for record in records:
         add_to_quarantine(pipe, record, quarantine_max)
-    results = pipe.execute()
+    try:
+        results = pipe.execute()
+    except RedisError:
+        after_failure(r)  # e.g. a primary died: the next request goes to its replica
+        raise
     return [lane_taken[0] for lane_taken in results[: len(channels)]]
 
 
