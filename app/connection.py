@@ -21,9 +21,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from redis import Redis, RedisError
@@ -33,6 +33,8 @@ from redis.sentinel import Sentinel
 
 from app import keys
 from app.errors import NotReplicated
+
+T = TypeVar("T")
 
 # Short timeouts: when Redis is unreachable, ingest must answer 503 quickly so Infobip
 # retries later, instead of holding its connection until it gives up on us.
@@ -78,6 +80,17 @@ def after_failure(r: Redis) -> None:
     if manager is not None:
         with contextlib.suppress(RedisError):  # no node answers yet: the next failure tries again
             manager.initialize()
+
+
+def on_data_plane(queue: Redis, work: Callable[[Redis], T]) -> T:
+    """Run a job's `work` with its data-plane client (`data_client(queue)`, `queue` being the
+    job's RQ connection); a Redis error refreshes a cluster's slot map before RQ retries."""
+    r = data_client(queue)
+    try:
+        return work(r)
+    except RedisError:
+        after_failure(r)  # a cluster node died: the retry finds the replica that took over
+        raise
 
 
 def queue_client(r: Redis) -> Redis:

@@ -24,12 +24,12 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from redis import Redis, RedisError
+from redis import Redis
 from redis.client import Pipeline
 from rq import get_current_job
 
 from app.clock import now_text
-from app.connection import after_failure, data_client
+from app.connection import on_data_plane
 from app.enqueue import LOCK_TTL, Channel, outbox
 from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES, consumer_key
 from app.routes import Consumer
@@ -58,12 +58,7 @@ return #due
 
 def run(name: str) -> dict[str, int]:
     job = get_current_job()
-    r = data_client(job.connection)
-    try:
-        return deliver(r, name, job.id)
-    except RedisError:
-        after_failure(r)  # a cluster node died: RQ's retry finds the replica that took over
-        raise
+    return on_data_plane(job.connection, lambda r: deliver(r, name, job.id))
 
 
 def deliver(

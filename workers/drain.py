@@ -17,13 +17,13 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from redis import Redis, RedisError, WatchError
+from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import get_current_job
 
 from app import enqueue, keys
 from app.clock import epoch
-from app.connection import Replication, after_failure, data_client
+from app.connection import Replication, on_data_plane
 from app.events import MO_RECEIVED
 from app.keys import WORKER_COUNTERS
 from workers import aggregates
@@ -44,12 +44,7 @@ WATCH_RETRIES = 5
 
 def run(lane: int) -> dict[str, int]:
     job = get_current_job()
-    r = data_client(job.connection)
-    try:
-        return drain(r, lane, job.id)
-    except RedisError:
-        after_failure(r)  # a cluster node died: RQ's retry finds the replica that took over
-        raise
+    return on_data_plane(job.connection, lambda r: drain(r, lane, job.id))
 
 
 def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE) -> dict[str, int]:

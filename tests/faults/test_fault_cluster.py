@@ -22,7 +22,8 @@ from app import enqueue, keys, store
 from app.connection import make_client, queue_client
 from app.keys import INBOUND, MESSAGE
 from tests.consumers import ConsumerServer
-from tests.faults.harness import MO_MARK, LoadClient, Stack, assert_nothing_lost, report_figures, wait_for
+from tests.faults.harness import MO_MARK, Stack, assert_nothing_lost, report_figures, wait_for
+from tests.faults.test_fault_sentinel import back_to_200
 from tools.redis_topology import ClusterTopology
 
 pytestmark = pytest.mark.faults
@@ -74,16 +75,6 @@ class ClusterStack(Stack):
 
 
 STACK = ClusterStack
-
-
-def back_to_200(client: LoadClient, killed_at: float) -> tuple[float | None, float | None]:
-    """Seconds from the kill to the first answer that was not 200, and to the first 200 after it."""
-    after = [(t, status) for t, status in list(client.timeline) if t >= killed_at]
-    refused = next((t for t, status in after if status != 200), None)
-    if refused is None:
-        return None, 0.0
-    back = next((t for t, status in after if t > refused and status == 200), None)
-    return round(refused - killed_at, 1), (round(back - killed_at, 1) if back else None)
 
 
 def test_cluster_primary_sigkilled_under_load_loses_nothing_acknowledged(stack, load, consumer):
