@@ -27,6 +27,10 @@ simulate: install
 test: install lint
 	$(PY) -m pytest -q -m "not faults and not browser"
 
+## The same suite with the data plane on a real 3+3 Redis Cluster, RQ on one Redis (SPEC §12).
+test-cluster: install
+	$(PY) -m pytest -q -m "not faults and not browser" --redis=cluster
+
 ## Real gunicorn, rq workers, redis-server and a consumer, killed under load (docs/RELIABILITY.md).
 test-faults: install
 	$(PY) -m pytest -q -m faults

@@ -9,8 +9,10 @@ import orjson
 from redis import Redis
 from rq import Queue, Worker
 
+from app import enqueue, keys
 from app.clock import epoch
-from app.keys import DELIVERY_QUEUE, INBOX, PARTS_PENDING, QUARANTINE, QUEUE_NAME
+from app.connection import queue_client
+from app.keys import DELIVERY_QUEUE, PARTS_PENDING, QUARANTINE, QUEUE_NAME
 
 
 def backlog(r: Redis, lanes: int) -> dict[str, Any]:
@@ -20,20 +22,34 @@ def backlog(r: Redis, lanes: int) -> dict[str, Any]:
     Redis is away."""
     pipe = r.pipeline(transaction=False)
     for lane in range(lanes):
-        pipe.llen(INBOX.format(lane=lane))
-        pipe.lindex(INBOX.format(lane=lane), 0)
+        pipe.llen(enqueue.lane(lane).inbox)
+        pipe.lindex(enqueue.lane(lane).inbox, 0)
     pipe.llen(QUARANTINE)
-    pipe.zcard(PARTS_PENDING)
-    pipe.info("replication")
-    *per_lane, quarantined, parts, replication = pipe.execute()
+    tags = keys.tags()  # one on a single Redis; one per lane on a cluster
+    for t in tags:
+        pipe.zcard(PARTS_PENDING.format(t=t))
+    if not keys.sharded():
+        pipe.info("replication")
+    found = pipe.execute()
+    per_lane, quarantined = found[: 2 * lanes], found[2 * lanes]
+    parts = sum(found[2 * lanes + 1: 2 * lanes + 1 + len(tags)])
+    replication = found[-1] if not keys.sharded() else _cluster_replication(r)
     heads = [orjson.loads(head)["receivedAt"] for head in per_lane[1::2] if head]
     oldest = min((epoch(text) for text in heads), default=None)
     return {
         "inbox": sum(per_lane[0::2]),
         "oldestInboxSeconds": round(time.time() - oldest, 3) if oldest else None,
-        "queuedJobs": {name: Queue(name, connection=r).count for name in (QUEUE_NAME, DELIVERY_QUEUE)},
-        "workers": len(Worker.all(connection=r)),
+        "queuedJobs": {name: Queue(name, connection=queue_client(r)).count
+                       for name in (QUEUE_NAME, DELIVERY_QUEUE)},
+        "workers": len(Worker.all(connection=queue_client(r))),
         "quarantined": quarantined,
         "moPartsPending": parts,
         "redisReplicas": replication.get("connected_slaves", 0),
     }
+
+
+def _cluster_replication(r: Redis) -> dict[str, Any]:
+    """On a cluster: the fewest replicas any primary has (each primary's slots need one)."""
+    per_node = r.info("replication", target_nodes="primaries")  # type: ignore[call-arg]
+    counts = [info.get("connected_slaves", 0) for info in per_node.values() if isinstance(info, dict)]
+    return {"connected_slaves": min(counts, default=0)}

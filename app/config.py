@@ -84,7 +84,7 @@ def load() -> dict[str, Any]:
         "REDIS_SENTINEL_PASSWORD": env.str("REDIS_SENTINEL_PASSWORD", "") or None,
         "REDIS_MIN_REPLICAS": env.int("REDIS_MIN_REPLICAS", 0),
         "REDIS_WAIT_MS": env.int("REDIS_WAIT_MS", 500),
-        "REDIS_CLUSTER_NODES": env.str("REDIS_CLUSTER_NODES", "") or None,  # refused until built
+        "REDIS_CLUSTER_NODES": env.str("REDIS_CLUSTER_NODES", "") or None,  # the data plane on a cluster
         # --- SPEC §11: opt-outs and replies ---
         # This service's address as Infobip reaches it: replies carry PUBLIC_URL/infobip/dlr
         # (with the ingest credentials) as their notifyUrl, so their reports come back here.
@@ -167,14 +167,16 @@ def check_infobip(config: Mapping[str, Any]) -> None:
         raise ConfigError("INFOBIP_TIMEOUT must be more than 0 seconds")
 def check_redis(config: Mapping[str, Any]) -> None:
     """SPEC §12: sentinel addresses that parse, and a WAIT that can be satisfied at all."""
-    if config.get("REDIS_CLUSTER_NODES"):  # silently running on REDIS_URL instead would mislead
-        raise ConfigError("REDIS_CLUSTER_NODES: the data plane does not run on a Redis Cluster yet "
-                          "(docs/SCALING.md); use REDIS_URL or REDIS_SENTINELS")
-    if config.get("REDIS_SENTINELS"):
-        try:
-            addresses(config["REDIS_SENTINELS"])
-        except ValueError as err:
-            raise ConfigError(f"REDIS_SENTINELS: {err}") from err
+    for name in ("REDIS_SENTINELS", "REDIS_CLUSTER_NODES"):
+        if config.get(name):
+            try:
+                addresses(config[name])
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from err
+    if config.get("REDIS_CLUSTER_NODES") and int(config.get("REDIS_MIN_REPLICAS", 0)):
+        # WAIT counts one connection's writes; a cluster request writes over several nodes'
+        # connections, which redis-py's cluster client does not expose (docs/SCALING.md).
+        raise ConfigError("REDIS_MIN_REPLICAS is not supported with REDIS_CLUSTER_NODES yet; set it to 0")
     if int(config.get("REDIS_MIN_REPLICAS", 0)) < 0:
         raise ConfigError("REDIS_MIN_REPLICAS must be at least 0")
     if int(config.get("REDIS_MIN_REPLICAS", 0)) and int(config.get("REDIS_WAIT_MS", 0)) < 1:

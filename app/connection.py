@@ -10,20 +10,31 @@
   is followed by `WAIT` on the connection that made it; fewer confirmations than required
   raise `NotReplicated` (503 at ingest, a failed and retried job in a worker). With the
   default 0 nothing is sent: a single Redis pays nothing for it.
+- Two planes (SPEC §12): the data plane (lanes, state, indexes, outboxes: everything but RQ)
+  and the queue plane (RQ's queues, jobs and workers). On one Redis, or Sentinel, they are the
+  same client. With `REDIS_CLUSTER_NODES` the data plane is a `RedisCluster` (keys carry lane
+  hash tags, app/keys.py) and RQ stays on `REDIS_URL` (RQ does not run on a cluster).
+  `make_client` returns the data-plane client; `queue_client(r)` the one RQ gets;
+  `data_client(job.connection)` the data plane of a job running on RQ's connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
-from redis import Redis
+from redis import Redis, RedisError
 from redis.client import Pipeline
+from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
+from app import keys
 from app.errors import NotReplicated
+
+T = TypeVar("T")
 
 # Short timeouts: when Redis is unreachable, ingest must answer 503 quickly so Infobip
 # retries later, instead of holding its connection until it gives up on us.
@@ -45,6 +56,70 @@ def addresses(value: list[str] | str) -> list[tuple[str, int]]:
 
 
 def make_client(source: Mapping[str, Any] | str) -> Redis:
+    """The data-plane client: a `RedisCluster` when the config names cluster nodes (its
+    `queue_client` the REDIS_URL one), else the client of the primary (`make_queue_client`)."""
+    if isinstance(source, str) or not source.get("REDIS_CLUSTER_NODES"):
+        return make_queue_client(source)
+    return cluster_client(source["REDIS_CLUSTER_NODES"], source.get("REDIS_PASSWORD"),
+                          int(source.get("DRAIN_LANES", 4)), make_queue_client(source))
+
+
+def cluster_client(nodes: list[str] | str, password: str | None, lanes: int, queue: Redis) -> Redis:
+    """A RedisCluster of the data plane; switches this process to lane hash tags (app/keys.py)."""
+    keys.shard(lanes)
+    client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in addresses(nodes)], password=password,
+                          **{k: v for k, v in TIMEOUTS.items() if k != "health_check_interval"})
+    client.queue_client = queue  # type: ignore[attr-defined]
+    return client  # type: ignore[return-value]
+
+
+def after_failure(r: Redis) -> None:
+    """A cluster client that failed to reach a node re-reads the slot map, so the next call
+    finds the replica that took over (redis-py's pipelines keep the dead node otherwise)."""
+    manager = getattr(r, "nodes_manager", None)
+    if manager is not None:
+        with contextlib.suppress(RedisError):  # no node answers yet: the next failure tries again
+            manager.initialize()
+
+
+def on_data_plane(queue: Redis, work: Callable[[Redis], T]) -> T:
+    """Run a job's `work` with its data-plane client (`data_client(queue)`, `queue` being the
+    job's RQ connection); a Redis error refreshes a cluster's slot map before RQ retries."""
+    r = data_client(queue)
+    try:
+        return work(r)
+    except RedisError:
+        after_failure(r)  # a cluster node died: the retry finds the replica that took over
+        raise
+
+
+def queue_client(r: Redis) -> Redis:
+    """The client RQ's queues and jobs live on: `r` itself unless `r` is a cluster client."""
+    return getattr(r, "queue_client", r)
+
+
+_DATA: dict[tuple, Redis] = {}
+
+
+def data_client(queue: Redis, config: Mapping[str, Any] | None = None) -> Redis:
+    """The data plane of a job that RQ runs on `queue`: `queue` itself unless the config (the
+    worker's settings) names cluster nodes; then one cluster client per process."""
+    if config is None:
+        from workers.settings import settings  # the worker's environment, read once
+
+        config = settings()
+    nodes = config.get("REDIS_CLUSTER_NODES")
+    if not nodes:
+        return queue
+    key = (str(nodes), int(config.get("DRAIN_LANES", 4)))
+    keys.shard(key[1])
+    if key not in _DATA:
+        _DATA[key] = cluster_client(nodes, config.get("REDIS_PASSWORD"), key[1], queue)
+    _DATA[key].queue_client = queue  # type: ignore[attr-defined]  # the job's own connection
+    return _DATA[key]
+
+
+def make_queue_client(source: Mapping[str, Any] | str) -> Redis:
     """A client of the primary: through Sentinel when the config names sentinels, else REDIS_URL."""
     if isinstance(source, str):
         return Redis.from_url(source, **TIMEOUTS)

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 from redis import Redis
 
+from app import keys
 from app.clock import epoch
 from app.enqueue import outbox
-from app.keys import CONSUMER_STATS, DEAD_LETTERS, MO_UNROUTED, RETRIES
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, MO_UNROUTED, RETRIES, consumer_key
 from app.routes import Routes
 
 RESET = ("lastError", "lastAttemptAt", "reason", "deadAt")
@@ -36,13 +37,14 @@ return moved
 
 def list_dead(r: Redis, consumer: str, limit: int = 50) -> list[dict[str, Any]]:
     """Newest first."""
-    return [orjson.loads(raw) for raw in r.lrange(DEAD_LETTERS.format(consumer=consumer), 0, limit - 1)]
+    key = DEAD_LETTERS.format(consumer=consumer_key(consumer))
+    return [orjson.loads(raw) for raw in r.lrange(key, 0, limit - 1)]
 
 
 def replay_dead(r: Redis, consumer: str, event_ids: set[str] | None = None) -> int:
     """Move dead letters (all, or those of `event_ids`) back to the outbox; returns how many.
     Each move is atomic (removed from the list or nothing), so two replays never double-send."""
-    key = DEAD_LETTERS.format(consumer=consumer)
+    key = DEAD_LETTERS.format(consumer=consumer_key(consumer))
     channel = outbox(consumer)
     args: list[bytes] = []
     for raw in r.lrange(key, 0, -1):
@@ -64,10 +66,11 @@ def consumer_figures(r: Redis, routes: Routes) -> dict[str, Any]:
             figures[consumer.name] = {"kind": consumer.kind, "target": consumer.target,
                                       "streamLength": r.xlen(consumer.stream)}
             continue
-        raw_stats = r.hgetall(CONSUMER_STATS.format(consumer=consumer.name))
+        raw_stats = r.hgetall(CONSUMER_STATS.format(consumer=consumer_key(consumer.name)))
         stats = {k.decode(): int(v) for k, v in raw_stats.items()}
         channel = outbox(consumer.name)
-        waiting = r.lrange(channel.inbox, 0, 0) + r.zrange(RETRIES.format(consumer=consumer.name), 0, 999)
+        retries = RETRIES.format(consumer=consumer_key(consumer.name))
+        waiting = r.lrange(channel.inbox, 0, 0) + r.zrange(retries, 0, 999)
         queued = [epoch(orjson.loads(raw)["queuedAt"]) for raw in waiting]
         figures[consumer.name] = {
             "kind": consumer.kind,
@@ -75,8 +78,9 @@ def consumer_figures(r: Redis, routes: Routes) -> dict[str, Any]:
             "delivered": stats.get("delivered", 0),
             "failedAttempts": stats.get("failedAttempts", 0),
             "deadLettered": stats.get("deadLettered", 0),
-            "deadLetters": r.llen(DEAD_LETTERS.format(consumer=consumer.name)),
-            "pending": r.llen(channel.inbox) + r.zcard(RETRIES.format(consumer=consumer.name)),
+            "deadLetters": r.llen(DEAD_LETTERS.format(consumer=consumer_key(consumer.name))),
+            "pending": r.llen(channel.inbox) + r.zcard(RETRIES.format(consumer=consumer_key(consumer.name))),
             "oldestPendingSeconds": round(time.time() - min(queued), 3) if queued else None,
         }
-    return {"consumers": figures, "moUnrouted": int(r.get(MO_UNROUTED) or 0)}
+    unrouted = sum(int(r.get(MO_UNROUTED.format(t=t)) or 0) for t in keys.tags())  # per lane on a cluster
+    return {"consumers": figures, "moUnrouted": unrouted}

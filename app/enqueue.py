@@ -35,7 +35,8 @@ from redis import Redis, RedisError
 from redis.client import Pipeline
 from rq import Queue, Retry
 
-from app.connection import NO_REPLICAS, Replication
+from app import keys
+from app.connection import NO_REPLICAS, Replication, after_failure, queue_client
 from app.keys import (
     BATCH_PREFIX,
     CLAIMED,
@@ -106,12 +107,13 @@ class Channel:
     job: str  # dotted path of the RQ job function; it takes `arg`
     arg: int | str
     queue: str
+    claimed: str = CLAIMED.format(t="")  # the set listing this channel's claimed batches
 
     def batch(self, job_id: str) -> str:
         return f"{self.batch_prefix}:{job_id}"
 
     def enqueue_job(self, r: Redis, job_id: str) -> None:
-        Queue(self.queue, connection=r).enqueue(
+        Queue(self.queue, connection=queue_client(r)).enqueue(
             self.job,
             self.arg,
             job_id=job_id,
@@ -133,15 +135,15 @@ class Channel:
         return bool(r.eval(_OWN, 1, self.lock, job_id, LOCK_TTL))
 
     def claim(self, r: Redis, job_id: str, size: int = BATCH_SIZE) -> list[bytes]:
-        return r.eval(_CLAIM, 3, self.inbox, self.batch(job_id), CLAIMED, size)
+        return r.eval(_CLAIM, 3, self.inbox, self.batch(job_id), self.claimed, size)
 
     def done(self, pipe: Pipeline, job_id: str) -> None:
         """The job's batch is applied: drop it, in the transaction that applied it."""
         pipe.delete(self.batch(job_id))
-        pipe.srem(CLAIMED, self.batch(job_id))
+        pipe.srem(self.claimed, self.batch(job_id))
 
     def hand_back(self, r: Redis, job_id: str) -> int:
-        return r.eval(_HAND_BACK, 3, self.batch(job_id), self.inbox, CLAIMED)
+        return r.eval(_HAND_BACK, 3, self.batch(job_id), self.inbox, self.claimed)
 
     def release(self, r: Redis, job_id: str) -> int:
         """Give up the channel; returns how many items wait in it (to re-own and go on)."""
@@ -156,20 +158,24 @@ def new_job_id() -> str:
 @functools.cache  # a handful of lanes, looked up on every push
 def lane(number: int) -> Channel:
     """Inbox lane `number`: ingest pushes, workers.drain applies to state."""
-    return Channel(INBOX.format(lane=number), LANE_LOCK.format(lane=number),
-                   BATCH_PREFIX.format(lane=number), "workers.drain.run", number, QUEUE_NAME)
+    name = keys.lane_name(number)
+    return Channel(INBOX.format(lane=name), LANE_LOCK.format(lane=name), BATCH_PREFIX.format(lane=name),
+                   "workers.drain.run", number, QUEUE_NAME, CLAIMED.format(t=keys.tag(number)))
 
 
 def outbox(consumer: str) -> Channel:
     """A consumer's outbox: workers.fanout pushes, workers.deliver sends."""
-    return Channel(OUTBOX.format(consumer=consumer), OUTBOX_LOCK.format(consumer=consumer),
-                   OUTBOX_BATCH_PREFIX.format(consumer=consumer), "workers.deliver.run", consumer,
-                   DELIVERY_QUEUE)
+    name = keys.consumer_key(consumer)
+    return Channel(OUTBOX.format(consumer=name), OUTBOX_LOCK.format(consumer=name),
+                   OUTBOX_BATCH_PREFIX.format(consumer=name), "workers.deliver.run", consumer,
+                   DELIVERY_QUEUE, CLAIMED.format(t=keys.consumer_tag(consumer)))
 
 
 def channel_of_batch(key: str) -> tuple[Channel, str]:
     """The channel and job id of a claimed-batch key (for the sweep's orphan search)."""
-    prefix, name, job_id = key.split(":")
+    head, job_id = key.rsplit(":", 1)
+    prefix, name = head.split(":", 1)
+    name = keys.untag(name)
     channel = lane(int(name)) if prefix == BATCH_PREFIX.split(":")[0] else outbox(name)
     return channel, job_id
 
@@ -187,11 +193,12 @@ class Write:
 # inbox and take the lane's lock if it is free (that pusher then enqueues the drain job), and
 # keep the quarantine records. One EVAL costs the web process half the CPU of the four-command
 # transaction it replaced (docs/BENCHMARKS.md, session 4).
-# KEYS: inbox and lock of each lane, then the quarantine list.
+# KEYS: inbox and lock of each lane, then the quarantine list (may be left out when no
+# quarantine record is given: a cluster calls it once per lane, app/keys.py).
 # ARGV: LOCK_TTL, QUARANTINE_MAX, then each lane's job id and item count, then the items of
 # every lane in that order, then the quarantine records.
 _PUSH = """
-local lanes = (#KEYS - 1) / 2
+local lanes = math.floor(#KEYS / 2)
 local at = 3 + 2 * lanes
 local taken = {}
 for i = 1, lanes do
@@ -226,14 +233,16 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000,
             items.setdefault(number, []).extend(found)
     channels = [lane(number) for number in items]
     job_ids = [new_job_id() for _ in channels]
-    keys = [key for channel in channels for key in (channel.inbox, channel.lock)]
+    names = [key for channel in channels for key in (channel.inbox, channel.lock)]
     counts = [arg for job_id, found in zip(job_ids, items.values(), strict=True)
               for arg in (job_id, len(found))]
     records = [write.quarantine for write in writes if write.quarantine is not None]
-    args = (_PUSH, len(keys) + 1, *keys, QUARANTINE, LOCK_TTL, quarantine_max, *counts,
+    args = (_PUSH, len(names) + 1, *names, QUARANTINE, LOCK_TTL, quarantine_max, *counts,
             *(item for found in items.values() for item in found), *records)
     acks = None
-    if replication.replicas:  # one connection: WAIT counts what this connection wrote
+    if keys.sharded():
+        taken = _push_sharded(r, channels, job_ids, list(items.values()), records, quarantine_max)
+    elif replication.replicas:  # one connection: WAIT counts what this connection wrote
         taken, acks = r.pipeline(transaction=False).eval(*args).wait(
             replication.replicas, replication.timeout_ms).execute()
     else:
@@ -246,6 +255,27 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000,
                 log.warning("drain job for lane %s not enqueued (%s); the sweep will kick it",
                             channel.arg, err.__class__.__name__)
     replication.check(acks)
+
+
+def _push_sharded(r: Redis, channels: list[Channel], job_ids: list[str], items: list[list[bytes]],
+                  records: list[bytes], quarantine_max: int) -> list[int]:
+    """On a cluster: one `_PUSH` per lane (its keys share the lane's slot) and the quarantine
+    records, in one pipeline (redis-py sends it as one batch per node). Not atomic across
+    lanes: any error raises, so the request is answered 503 although some lanes may hold their
+    items; Infobip's resend then adds them again, and the drain applies each report once
+    (dedupe by event id), so the 200 promise holds: 200 only when every lane was written."""
+    pipe = r.pipeline()
+    for channel, job_id, found in zip(channels, job_ids, items, strict=True):
+        pipe.execute_command("EVAL", _PUSH, 2, channel.inbox, channel.lock, LOCK_TTL, quarantine_max, job_id,
+                             len(found), *found)  # ClusterPipeline has no eval(); the command routes by key
+    for record in records:
+        add_to_quarantine(pipe, record, quarantine_max)
+    try:
+        results = pipe.execute()
+    except RedisError:
+        after_failure(r)  # e.g. a primary died: the next request goes to its replica
+        raise
+    return [lane_taken[0] for lane_taken in results[: len(channels)]]
 
 
 def add_to_quarantine(pipe: Pipeline, record: bytes, quarantine_max: int) -> None:

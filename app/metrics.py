@@ -26,11 +26,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from app import auth
+from app import auth, keys
 from app.backlog import backlog
 from app.connection import get_redis
 from app.infobip import status as infobip_status
-from app.keys import CONSUMER_STATS, DEAD_LETTERS, WORKER_COUNTERS
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, WORKER_COUNTERS, consumer_key
 from app.smpp import status as smpp_status
 
 # Decided once, as prometheus-client decides where its values live when it is first imported.
@@ -101,7 +101,10 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         r = get_redis()
-        counters = {k.decode(): float(v) for k, v in r.hgetall(WORKER_COUNTERS).items()}
+        counters: dict[str, float] = {}
+        for t in keys.tags():  # one hash on a single Redis, one per lane on a cluster
+            for k, v in r.hgetall(WORKER_COUNTERS.format(t=t)).items():
+                counters[k.decode()] = counters.get(k.decode(), 0.0) + float(v)
         processed = CounterMetricFamily("receiver_processed_items", "Items applied by workers",
                                         labels=["kind", "outcome"])
         for name, value in sorted(counters.items()):
@@ -121,10 +124,11 @@ class RedisCollector(Collector):
         for name, consumer in self.routes.consumers.items():
             if consumer.kind != "http":
                 continue
-            stats = {k.decode(): float(v) for k, v in r.hgetall(CONSUMER_STATS.format(consumer=name)).items()}
+            raw = r.hgetall(CONSUMER_STATS.format(consumer=consumer_key(name)))
+            stats = {k.decode(): float(v) for k, v in raw.items()}
             for outcome in ("delivered", "failedAttempts", "deadLettered"):
                 deliveries.add_metric([name, outcome], stats.get(outcome, 0.0))
-            dead.add_metric([name], r.llen(DEAD_LETTERS.format(consumer=name)))
+            dead.add_metric([name], r.llen(DEAD_LETTERS.format(consumer=consumer_key(name))))
         yield deliveries
         yield dead
         waiting = backlog(r, self.lanes)

@@ -4,13 +4,18 @@ this module only reads it, so the web tier needs nothing from `workers/`.
 
 `msg:<id>` is zlib-compressed JSON `{"hist": [...], "cur": n}` (see workers/state.py for why);
 `pack`/`unpack` live here so that writer and readers share one format.
+
+On a Redis Cluster (SPEC §12) each lane keeps its own indexes and its share of a bulk's hash
+(app/keys.py `{t}`): lists merge the lanes' indexes newest first (`newest`), a bulk adds its
+lanes up, and a single message is looked up in every lane at once (lanes are few).
 """
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
+from app import keys
 from app.keys import (
     BULK,
     INBOUND,
@@ -50,8 +56,41 @@ def unpack(blob: bytes) -> dict[str, Any]:
 # --- delivery reports ------------------------------------------------------------------------
 
 
+def get_any_lane(r: Redis, template: str, **names: str) -> bytes | None:
+    """GET of a key that lives in one lane's slot, without knowing which: every lane's at once."""
+    if not keys.sharded():
+        return r.get(template.format(t="", **names))
+    pipe = r.pipeline()
+    for t in keys.tags():
+        pipe.get(template.format(t=t, **names))
+    return next((value for value in pipe.execute() if value), None)
+
+
+def mget(r: Redis, names: list[str]) -> list[bytes | None]:
+    """MGET, or on a cluster one per slot (redis-py sends them together, per node)."""
+    if not names:
+        return []
+    return r.mget_nonatomic(names) if keys.sharded() else r.mget(names)  # type: ignore[attr-defined]
+
+
+def newest(r: Redis, index: str, page: int = 100, **names: str) -> Iterator[tuple[str, str]]:
+    """(tag, member) of the index zset `index` (a key template), newest first across the lanes'
+    copies (one copy on a single Redis), reading each a page at a time as the caller goes on."""
+
+    def lane(t: str) -> Iterator[tuple[float, str, str]]:
+        key = index.format(t=t, **names)
+        for start in range(0, 1 << 40, page):
+            rows = r.zrevrange(key, start, start + page - 1, withscores=True)
+            yield from ((-score, t, member.decode()) for member, score in rows)
+            if len(rows) < page:
+                return
+
+    for _, t, member in heapq.merge(*(lane(t) for t in keys.tags())):
+        yield t, member
+
+
 def get_message(r: Redis, message_id: str) -> dict[str, Any] | None:
-    return _message_view(r.get(MESSAGE.format(message_id=message_id)))
+    return _message_view(get_any_lane(r, MESSAGE, message_id=message_id))
 
 
 # What a message known only from its send record (SPEC §9.2) shows for the report fields.
@@ -79,7 +118,9 @@ def _message_view(blob: bytes | None, with_history: bool = True) -> dict[str, An
 
 
 def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
-    raw = r.hgetall(BULK.format(bulk_id=bulk_id))
+    raw: dict[bytes, bytes] = {}
+    for t in keys.tags():  # fields are "<lane>:<name>": the lanes' hashes never overlap
+        raw.update(r.hgetall(BULK.format(t=t, bulk_id=bulk_id)))
     if not raw:
         return None
     totals: dict[str, Any] = defaultdict(int)
@@ -110,8 +151,13 @@ def get_bulk(r: Redis, bulk_id: str) -> dict[str, Any] | None:
 
 def recent_bulks(r: Redis, limit: int = 10) -> list[dict[str, Any]]:
     """The bulks that changed last, with their totals."""
-    found = (get_bulk(r, b.decode()) for b in r.zrevrange(INDEX_BULKS, 0, limit - 1))
+    ids = list(dict.fromkeys(member for _, member in _take(newest(r, INDEX_BULKS), limit * len(keys.tags()))))
+    found = (get_bulk(r, bulk_id) for bulk_id in ids[:limit])
     return [bulk for bulk in found if bulk]
+
+
+def _take(items: Iterator[Any], n: int) -> list[Any]:
+    return [item for _, item in zip(range(n), items, strict=False)]
 
 
 def find_messages(
@@ -130,7 +176,7 @@ def find_messages(
         return _find_by_recipient(r, to, general_status, sent_since, sent_until, limit, max_scan)
     return scan_newest(
         r,
-        INDEX_BULK.format(bulk_id=bulk_id) if bulk_id else INDEX_ALL,
+        keys.partial(INDEX_BULK, bulk_id=bulk_id) if bulk_id else INDEX_ALL,
         MESSAGE,
         lambda blob: _message_view(blob, with_history=False),
         lambda view: _matches(view, bulk_id, to, general_status, sent_since, sent_until),
@@ -148,16 +194,18 @@ def scan_newest(
     limit: int,
     max_scan: int,
 ) -> list[dict[str, Any]]:
-    """Walk an index zset newest first, a page at a time; fetch the values (`value_key` with
-    `{message_id}`) with one MGET per page; keep what `keep` accepts, up to `limit`. Entries
-    whose value expired are skipped. At most `max_scan` index entries are looked at."""
+    """Walk an index zset (a key template with `{t}`) newest first across the lanes, a page at
+    a time; fetch the values (`value_key` with `{t}` and `{message_id}`) with one MGET per page;
+    keep what `keep` accepts, up to `limit`. Entries whose value expired are skipped. At most
+    `max_scan` index entries are looked at."""
     found: list[dict[str, Any]] = []
     page = max(limit * 2, 100)
-    for start in range(0, max_scan, page):
-        ids = r.zrevrange(index, start, start + page - 1)
+    entries = newest(r, index, page)
+    for _ in range(0, max_scan, page):
+        ids = _take(((t, member) for t, member in entries), page)
         if not ids:
             break
-        for blob in r.mget([value_key.format(message_id=i.decode()) for i in ids]):
+        for blob in mget(r, [value_key.format(t=t, message_id=i) for t, i in ids]):
             value = decode(blob) if blob else None
             if value is not None and keep(value):
                 found.append(value)
@@ -178,9 +226,9 @@ def _find_by_recipient(
     """A recipient has few messages: take them all from the lexicographic index, then sort."""
     prefix = f"{to}|".encode()
     # Byte 0xFF never occurs in UTF-8, so "[prefix" .. "[prefix\xff" is exactly that prefix.
-    members = r.zrangebylex(INDEX_TO, b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=max_scan)
-    ids = [m[len(prefix) :].decode() for m in members]
-    blobs = r.mget([MESSAGE.format(message_id=i) for i in ids]) if ids else []
+    ids = [(t, m[len(prefix) :].decode()) for t in keys.tags() for m in r.zrangebylex(
+        INDEX_TO.format(t=t), b"[" + prefix, b"[" + prefix + b"\xff", start=0, num=max_scan)]
+    blobs = mget(r, [MESSAGE.format(t=t, message_id=i) for t, i in ids])
     views = [_message_view(blob, with_history=False) for blob in blobs]
     found = [v for v in views if v and _matches(v, None, to, general_status, sent_since, sent_until)]
     found.sort(key=lambda v: v.get("receivedAt") or "", reverse=True)
@@ -215,7 +263,7 @@ def _matches(
 
 
 def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
-    raw = r.get(INBOUND.format(message_id=message_id))
+    raw = get_any_lane(r, INBOUND, message_id=message_id)
     return replies.with_replies(r, [orjson.loads(raw)])[0] if raw else None
 
 
@@ -230,11 +278,11 @@ def find_inbound(
 ) -> list[dict[str, Any]]:
     """Newest first; the most selective index drives the scan, the other filters check each."""
     if sender:
-        key = INDEX_IN_FROM.format(sender=sender)
+        key = keys.partial(INDEX_IN_FROM, sender=sender)
     elif keyword:
-        key = INDEX_IN_KEYWORD.format(keyword=keyword.upper())
+        key = keys.partial(INDEX_IN_KEYWORD, keyword=keyword.upper())
     elif to:
-        key = INDEX_IN_TO.format(to=to)
+        key = keys.partial(INDEX_IN_TO, to=to)
     else:
         key = INDEX_IN
     return replies.with_replies(r, scan_newest(
@@ -257,7 +305,7 @@ def find_inbound(
 
 def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
     """The `number.checked` data of a number-check request, by its messageId."""
-    raw = r.get(NUMBER_CHECK.format(message_id=message_id))
+    raw = get_any_lane(r, NUMBER_CHECK, message_id=message_id)
     return orjson.loads(raw) if raw else None
 
 

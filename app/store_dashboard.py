@@ -14,11 +14,11 @@ from typing import Any
 
 from redis import Redis
 
-from app import store
+from app import keys, store
 from app.classify import classify_error
 from app.codes import ERROR_GROUPS, description_for
 from app.infobip import status as infobip_status
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INDEX_BULKS, consumer_key
 from app.smpp import status as smpp_status
 
 # Upper bounds in seconds; a value above the last falls in "inf".
@@ -56,6 +56,15 @@ def _decoded(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def _summed(raws: list[dict[bytes, bytes]]) -> dict[str, int]:
+    if len(raws) == 1:
+        return _decoded(raws[0])
+    total: Counter[str] = Counter()
+    for raw in raws:
+        total.update(_decoded(raw))
+    return dict(total)
+
+
 def error_info(error_id: int, language: str = "en") -> dict[str, Any]:
     """Name, group and description of a GSM error code, by the lookup ingest fills reports with
     (app/classify.py), in `language` (CODE_DESCRIPTIONS). Infobip gives no English text for most
@@ -76,9 +85,12 @@ def last_day(r: Redis, now: float | None = None, language: str = "en") -> dict[s
     last_hour, last_minute = int(now // 3600), int(now // 60)
     pipe = r.pipeline(transaction=False)
     hours = range(last_hour - 24, last_hour + 1)  # 25: the first minutes of the window are in the 25th
+    tags = keys.tags()  # one on a single Redis; every lane's counters on a cluster, added up
     for hour in hours:
-        pipe.hgetall(DASH_HOUR.format(hour=hour))
-    rows = dict(zip(hours, (_decoded(raw) for raw in pipe.execute()), strict=True))
+        for t in tags:
+            pipe.hgetall(DASH_HOUR.format(t=t, hour=hour))
+    raws = pipe.execute()
+    rows = {hour: _summed(raws[i * len(tags): (i + 1) * len(tags)]) for i, hour in enumerate(hours)}
     minutes = range(last_minute - MINUTES + 1, last_minute + 1)
 
     def series(name: str) -> list[int]:
@@ -112,7 +124,7 @@ def bulk_detail(r: Redis, bulk_id: str, language: str = "en") -> dict[str, Any] 
     bulk = store.get_bulk(r, bulk_id)
     if bulk is None:
         return None
-    fields = _decoded(r.hgetall(DASH_BULK.format(bulk_id=bulk_id)))
+    fields = _summed([r.hgetall(DASH_BULK.format(t=t, bulk_id=bulk_id)) for t in keys.tags()])
     errors = sorted(((int(k[2:]), v) for k, v in fields.items() if k.startswith("e:") and v > 0),
                     key=lambda item: -item[1])
     delivery = histogram(fields, "dt:", DELIVERY_BUCKETS)
@@ -127,9 +139,16 @@ def bulk_detail(r: Redis, bulk_id: str, language: str = "en") -> dict[str, Any] 
 
 def bulk_ids(r: Redis, offset: int = 0, limit: int = 25) -> tuple[list[str], int]:
     """Newest first (by first report); bulks from before the dashboard by last change."""
-    index = DASH_BULKS if r.exists(DASH_BULKS) else INDEX_BULKS
-    ids = [b.decode() for b in r.zrevrange(index, offset, offset + limit - 1)]
-    return ids, r.zcard(index)
+    if not keys.sharded():
+        index = DASH_BULKS.format(t="") if r.exists(DASH_BULKS.format(t="")) else INDEX_BULKS.format(t="")
+        ids = [b.decode() for b in r.zrevrange(index, offset, offset + limit - 1)]
+        return ids, r.zcard(index)
+    first: dict[str, float] = {}  # a cluster: a bulk's first report is the earliest of its lanes'
+    for t in keys.tags():
+        for member, score in r.zrange(DASH_BULKS.format(t=t), 0, -1, withscores=True):
+            first[member.decode()] = min(score, first.get(member.decode(), score))
+    ordered = sorted(first, key=lambda bulk_id: (-first[bulk_id], bulk_id))
+    return ordered[offset: offset + limit], len(ordered)
 
 
 def bulks_page(r: Redis, offset: int = 0, limit: int = 25) -> tuple[list[dict[str, Any]], int]:
@@ -141,7 +160,7 @@ def bulks_page(r: Redis, offset: int = 0, limit: int = 25) -> tuple[list[dict[st
 def answer_times(r: Redis, consumers: Sequence[str]) -> dict[str, dict[str, float | None]]:
     pipe = r.pipeline(transaction=False)
     for name in consumers:
-        pipe.hgetall(DASH_ANSWER.format(consumer=name))
+        pipe.hgetall(DASH_ANSWER.format(consumer=consumer_key(name)))
     out = {}
     for name, raw in zip(consumers, pipe.execute(), strict=True):
         buckets = histogram(_decoded(raw), "a:", ANSWER_BUCKETS)

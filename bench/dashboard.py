@@ -27,6 +27,7 @@ import redis
 
 from app import create_app, keys
 from app.clock import utc_text
+from app.keys import consumer_key
 from app.store import pack
 from tools.redis_server import EmbeddedRedis
 from workers.aggregates import Aggregates
@@ -63,7 +64,7 @@ def utc_text_at(epoch: float) -> str:
 def fill(r: redis.Redis, messages: int, now: float) -> None:
     """`messages` reports spread over the last 24 h, in chunks of one pipeline each."""
     for start in range(0, messages, CHUNK):
-        aggregates = Aggregates(7 * 86400)
+        aggregates = Aggregates(0, 7 * 86400)
         pipe = r.pipeline(transaction=False)
         bulks: dict[str, dict[str, Any]] = {}
         index_all, index_to, index_bulk = {}, {}, {}
@@ -71,7 +72,8 @@ def fill(r: redis.Redis, messages: int, now: float) -> None:
             at = now - 86000 * (messages - n) / messages
             received = utc_text_at(at)
             data = {**report(n, at), "eventId": f"evt_{n}", "receivedAt": received}
-            pipe.set(keys.MESSAGE.format(message_id=data["messageId"]), pack({"hist": [data], "cur": 0}))
+            key = keys.MESSAGE.format(t="", message_id=data["messageId"])
+            pipe.set(key, pack({"hist": [data], "cur": 0}))
             aggregates.report(None, data, None, data["bulkId"], received)
             index_all[data["messageId"]] = at
             index_to[f"{data['to']}|{data['messageId']}"] = 0
@@ -86,25 +88,25 @@ def fill(r: redis.Redis, messages: int, now: float) -> None:
                 mo = {"messageId": f"mo-{n}", "from": f"38598{n:07d}", "to": "41793026727",
                       "text": f"WIN{n % 7} hi",
                       "keyword": f"WIN{n % 7}", "receivedAt": received, "route": "contest", "source": "push"}
-                pipe.set(keys.INBOUND.format(message_id=mo["messageId"]), orjson.dumps(mo))
-                for key in (keys.INDEX_IN, keys.INDEX_IN_FROM.format(sender=mo["from"]),
-                            keys.INDEX_IN_KEYWORD.format(keyword=mo["keyword"])):
+                pipe.set(keys.INBOUND.format(t="", message_id=mo["messageId"]), orjson.dumps(mo))
+                for key in (keys.INDEX_IN.format(t=""), keys.INDEX_IN_FROM.format(t="", sender=mo["from"]),
+                            keys.INDEX_IN_KEYWORD.format(t="", keyword=mo["keyword"])):
                     pipe.zadd(key, {mo["messageId"]: at})
                 aggregates.inbound(received)
-        pipe.zadd(keys.INDEX_ALL, index_all)
-        pipe.zadd(keys.INDEX_TO, index_to)
+        pipe.zadd(keys.INDEX_ALL.format(t=""), index_all)
+        pipe.zadd(keys.INDEX_TO.format(t=""), index_to)
         for bulk_id, members in index_bulk.items():
-            pipe.zadd(keys.INDEX_BULK.format(bulk_id=bulk_id), members)
-            pipe.zadd(keys.INDEX_BULKS, {bulk_id: max(members.values())})
+            pipe.zadd(keys.INDEX_BULK.format(t="", bulk_id=bulk_id), members)
+            pipe.zadd(keys.INDEX_BULKS.format(t=""), {bulk_id: max(members.values())})
         for bulk_id, fields in bulks.items():
             fields["0:c:EUR"] = f"{fields['0:c:EUR']:.4f}"
-            pipe.hincrby(keys.BULK.format(bulk_id=bulk_id), "0:n", 0)  # exists before HSET merges
-            pipe.hset(keys.BULK.format(bulk_id=bulk_id), mapping=fields)
+            pipe.hincrby(keys.BULK.format(t="", bulk_id=bulk_id), "0:n", 0)  # exists before HSET merges
+            pipe.hset(keys.BULK.format(t="", bulk_id=bulk_id), mapping=fields)
         aggregates.write(pipe)
         pipe.execute()
     extras = r.pipeline(transaction=False)
     for n in range(100):
-        extras.lpush(keys.DEAD_LETTERS.format(consumer="crm"), orjson.dumps(
+        extras.lpush(keys.DEAD_LETTERS.format(consumer=consumer_key("crm")), orjson.dumps(
             {"id": f"evt_dead{n}", "body": "{}", "attempt": 3, "queuedAt": utc_text_at(now),
              "reason": "retries exhausted", "lastError": "HTTP 500", "lastAttemptAt": utc_text_at(now)}))
     for n in range(60):

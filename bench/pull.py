@@ -51,7 +51,8 @@ def start_fake(run: Any) -> str:
 
 
 def into_state(r: redis.Redis, target: int, started: float) -> float:
-    wait_for(lambda: r.zcard(INDEX_ALL) >= target, 300, f"{target:,} messages in state", interval=0.02)
+    index = INDEX_ALL.format(t="")
+    wait_for(lambda: r.zcard(index) >= target, 300, f"{target:,} messages in state", interval=0.02)
     return time.monotonic() - started
 
 

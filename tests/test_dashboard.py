@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from app import store
-from app.keys import DEAD_LETTERS, QUARANTINE
+from app.keys import DEAD_LETTERS, QUARANTINE, consumer_key
 from tests.consumers import http_consumer, routes_text
 from tests.samples import push, report
 from tests.test_dashboard_security import sign_in, token_of
@@ -203,7 +203,7 @@ def test_consumers_page_and_dead_letter_replay(use_routes, consumer_server, r):
     dead = {"id": "evt_x", "body": "{}", "attempt": 3, "queuedAt": "2026-12-01T00:00:00.000Z",
             "reason": "retries exhausted", "lastError": "HTTP 500",
             "lastAttemptAt": "2026-12-01T00:05:00.000Z"}
-    r.lpush(DEAD_LETTERS.format(consumer="crm"), orjson.dumps(dead))
+    r.lpush(DEAD_LETTERS.format(consumer=consumer_key("crm")), orjson.dumps(dead))
     client = service.client
     sign_in(client)
     html = client.get("/consumers").get_data(as_text=True)
@@ -211,7 +211,7 @@ def test_consumers_page_and_dead_letter_replay(use_routes, consumer_server, r):
     answer = client.post("/consumers/crm/replay", data={"csrf_token": token_of(html), "event_id": "evt_x"})
     assert answer.status_code == 302
     assert "1 dead letter of crm queued" in client.get("/consumers").get_data(as_text=True)
-    assert r.llen(DEAD_LETTERS.format(consumer="crm")) == 0
+    assert r.llen(DEAD_LETTERS.format(consumer=consumer_key("crm"))) == 0
     assert client.post("/consumers/nope/replay", data={"csrf_token": token_of(html)}).status_code == 404
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from app import create_app
 from app.dashboard.session import secret_key
-from app.keys import DASH_LOGIN_FAILURES, DASH_SESSION, DEAD_LETTERS, QUARANTINE
+from app.keys import DASH_LOGIN_FAILURES, DASH_SESSION, DEAD_LETTERS, QUARANTINE, consumer_key
 from tests.conftest import API_KEY
 from tests.consumers import http_consumer, routes_text
 
@@ -198,7 +198,7 @@ def operator(use_routes, consumer_server, r):
     service = use_routes(routes_text(http_consumer("crm", f"{consumer_server.url}/crm", events='["*"]')))
     dead = {"id": "evt_dead1", "body": "{}", "attempt": 3, "queuedAt": "2026-12-01T00:00:00.000Z",
             "reason": "retries exhausted", "lastError": "HTTP 500"}
-    r.lpush(DEAD_LETTERS.format(consumer="crm"), orjson.dumps(dead))
+    r.lpush(DEAD_LETTERS.format(consumer=consumer_key("crm")), orjson.dumps(dead))
     assert service.infobip.dlr(b"not json at all").status_code == 400
     client = service.client
     assert sign_in(client).status_code == 302
@@ -213,12 +213,13 @@ def quarantine_id(r) -> str:
 def test_actions_without_a_valid_csrf_token_are_refused_and_change_nothing(operator, r, token):
     entry = quarantine_id(r)
     data = {} if token is None else {"csrf_token": token}
-    before = (r.lrange(DEAD_LETTERS.format(consumer="crm"), 0, -1), r.lrange(QUARANTINE, 0, -1))
+    before = (r.lrange(DEAD_LETTERS.format(consumer=consumer_key("crm")), 0, -1), r.lrange(QUARANTINE, 0, -1))
     for path in ("/consumers/crm/replay", f"/quarantine/{entry}/replay", f"/quarantine/{entry}/drop"):
         answer = operator.post(path, data=data)
         assert answer.status_code == 400, path
         assert b"security token" in answer.data
-    assert (r.lrange(DEAD_LETTERS.format(consumer="crm"), 0, -1), r.lrange(QUARANTINE, 0, -1)) == before
+    dead = DEAD_LETTERS.format(consumer=consumer_key("crm"))
+    assert (r.lrange(dead, 0, -1), r.lrange(QUARANTINE, 0, -1)) == before
 
 
 @pytest.mark.parametrize("token", [None, "", "forged-token"])
@@ -238,7 +239,7 @@ def test_actions_with_their_token_work(operator, r):
     token = token_of(operator.get("/consumers").get_data(as_text=True))
     answer = operator.post("/consumers/crm/replay", data={"csrf_token": token, "event_id": "evt_dead1"})
     assert answer.status_code == 302
-    assert r.llen(DEAD_LETTERS.format(consumer="crm")) == 0
+    assert r.llen(DEAD_LETTERS.format(consumer=consumer_key("crm"))) == 0
     entry = quarantine_id(r)
     assert operator.post(f"/quarantine/{entry}/drop", data={"csrf_token": token}).status_code == 302
     assert r.llen(QUARANTINE) == 0
@@ -247,7 +248,7 @@ def test_actions_with_their_token_work(operator, r):
 def test_a_token_from_another_session_is_refused(operator, r, client):
     foreign = token_of(client.get("/login").get_data(as_text=True))
     assert operator.post("/consumers/crm/replay", data={"csrf_token": foreign}).status_code == 400
-    assert r.llen(DEAD_LETTERS.format(consumer="crm")) == 1
+    assert r.llen(DEAD_LETTERS.format(consumer=consumer_key("crm"))) == 1
 
 
 # --- what every page carries ---------------------------------------------------------------------

@@ -22,9 +22,10 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from app.connection import queue_client
 from app.enqueue import outbox
 from app.events import build
-from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, OUTBOX_LOCK, QUEUE_NAME, RETRIES
+from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, QUEUE_NAME, RETRIES, consumer_key
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
 from tools.redis_server import EmbeddedRedis
@@ -65,13 +66,13 @@ def figures(service: Any, name: str = "crm") -> dict[str, Any]:
 
 
 def retries(r: Redis, name: str = "crm") -> list[tuple[dict[str, Any], float]]:
-    return [(orjson.loads(raw), score) for raw, score in r.zrange(RETRIES.format(consumer=name), 0, -1,
-                                                                   withscores=True)]
+    key = RETRIES.format(consumer=consumer_key(name))
+    return [(orjson.loads(raw), score) for raw, score in r.zrange(key, 0, -1, withscores=True)]
 
 
 def make_due(r: Redis, name: str = "crm") -> int:
     """Move every waiting retry's due time into the past (as if the wait had passed)."""
-    key = RETRIES.format(consumer=name)
+    key = RETRIES.format(consumer=consumer_key(name))
     members = r.zrange(key, 0, -1)
     if members:
         r.zadd(key, dict.fromkeys(members, 1.0))
@@ -79,7 +80,7 @@ def make_due(r: Redis, name: str = "crm") -> int:
 
 
 def dead(r: Redis, name: str = "crm") -> list[dict[str, Any]]:
-    return [orjson.loads(raw) for raw in r.lrange(DEAD_LETTERS.format(consumer=name), 0, -1)]
+    return [orjson.loads(raw) for raw in r.lrange(DEAD_LETTERS.format(consumer=consumer_key(name)), 0, -1)]
 
 
 # --- failures, then recovery: delivered exactly once ----------------------------------------
@@ -330,9 +331,9 @@ def test_consumer_figures(use_routes, consumer_server, work, r):
     assert len(waiting) == 1
     # Pretend the waiting delivery was queued an hour ago: the oldest pending age follows it.
     [(record, due)] = waiting
-    r.zrem(RETRIES.format(consumer="crm"), orjson.dumps(record))
+    r.zrem(RETRIES.format(consumer=consumer_key("crm")), orjson.dumps(record))
     old = {**record, "queuedAt": "2020-01-01T00:00:00.000Z"}
-    r.zadd(RETRIES.format(consumer="crm"), {orjson.dumps(old): due})
+    r.zadd(RETRIES.format(consumer=consumer_key("crm")), {orjson.dumps(old): due})
     before = time.time()
     got = service.api.get("/api/consumers").json
     crm_figures = got["consumers"]["crm"]
@@ -367,14 +368,14 @@ def queue_deliveries(r: Redis, count: int, name: str = "crm") -> list[str]:
 
 
 def run_queue(r: Redis, name: str) -> None:
-    SimpleWorker([Queue(name, connection=r)], connection=r).work(burst=True)
+    SimpleWorker([Queue(name, connection=queue_client(r))], connection=queue_client(r)).work(burst=True)
 
 
 def test_a_claimed_batch_is_delivered_once_by_the_rerun_of_its_job(crm, consumer_server, work, r):
     service = crm()
     messages = post_reports(service, 3)
     run_queue(r, QUEUE_NAME)  # drain only: the delivery job is queued, not run
-    job_id = r.get(OUTBOX_LOCK.format(consumer="crm")).decode()
+    job_id = r.get(outbox("crm").lock).decode()
     channel = outbox("crm")
     # The job claims its batch and dies before sending anything.
     assert channel.own(r, job_id)
@@ -386,7 +387,7 @@ def test_a_claimed_batch_is_delivered_once_by_the_rerun_of_its_job(crm, consumer
     ids = event_ids(service, messages)
     assert consumer_server.delivered("/crm") == dict.fromkeys(ids, 1)
     assert not r.exists(channel.batch(job_id)) and not r.exists(channel.lock)
-    assert not r.smembers(CLAIMED)  # the applied batch is no longer listed for the sweep
+    assert not r.smembers(CLAIMED.format(t=""))  # the applied batch is no longer listed for the sweep
     work()  # the queued job finds nothing left to do
     assert len(consumer_server.requests("/crm")) == 3
 
@@ -412,7 +413,7 @@ def test_the_sweep_leaves_a_live_delivery_job_alone(crm, consumer_server, work, 
     crm()
     ids = queue_deliveries(r, 2)
     outbox("crm").kick(r)  # a queued job owns the outbox
-    job_id = r.get(OUTBOX_LOCK.format(consumer="crm")).decode()
+    job_id = r.get(outbox("crm").lock).decode()
     outbox("crm").claim(r, job_id, 1)
     done = sweep.sweep(r)
     assert done.get("handedBack", 0) == 0 and done.get("kickedDeliveries", 0) == 0
@@ -441,7 +442,7 @@ def test_a_job_past_its_time_budget_requeues_itself(crm, consumer_server, work, 
     assert deliver.deliver(r, "crm", "job-1", budget=0) == {}
     assert consumer_server.requests() == []
     assert r.llen(outbox("crm").inbox) == 3  # nothing lost, order kept
-    assert Queue(DELIVERY_QUEUE, connection=r).count == 1  # a fresh job, behind the others
+    assert Queue(DELIVERY_QUEUE, connection=queue_client(r)).count == 1  # a fresh job, behind the others
     work()
     assert [s.event_id for s in consumer_server.requests("/crm")] == ids
 

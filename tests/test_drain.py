@@ -15,7 +15,8 @@ from rq import Queue
 from rq.job import Job
 
 from app import enqueue, store
-from app.keys import CLAIMED, EVENT_STREAM, INBOX, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from app.connection import queue_client
+from app.keys import CLAIMED, EVENT_STREAM, INDEX_ALL, LANE_LOCK, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, sweep
 
@@ -23,7 +24,7 @@ LANE = 2
 
 
 def inbox(r, lane: int = LANE) -> list[str]:
-    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 def batch(r, job_id: str, lane: int = LANE) -> list[str]:
@@ -34,7 +35,7 @@ def batch(r, job_id: str, lane: int = LANE) -> list[str]:
 def fill(r, count: int, lane: int = LANE) -> list[str]:
     """Put `count` reports for distinct messages of `lane` into its inbox, without a drain job."""
     ids = ids_in_lane(lane, count)
-    r.rpush(INBOX.format(lane=lane), *envelopes(*(report(m) for m in ids)))
+    r.rpush(enqueue.lane(lane).inbox, *envelopes(*(report(m) for m in ids)))
     return ids
 
 
@@ -49,9 +50,10 @@ def assert_applied_once(r, ids: list[str]) -> None:
 
 
 def assert_lane_idle(r, lane: int = LANE) -> None:
-    assert r.llen(INBOX.format(lane=lane)) == 0
+    assert r.llen(enqueue.lane(lane).inbox) == 0
     assert r.keys(enqueue.lane(lane).batch("*")) == []
-    assert not [key for key in r.smembers(CLAIMED) if key.startswith(b"batch:")]  # none left listed
+    claimed = r.smembers(CLAIMED.format(t=""))
+    assert not [key for key in claimed if key.startswith(b"batch:")]  # none left listed
     assert r.get(LANE_LOCK.format(lane=lane)) is None
 
 
@@ -67,7 +69,7 @@ def test_drain_applies_a_lane_and_releases_it(r):
 
 def test_drain_counts_duplicates(r):
     ids = fill(r, 3)
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[0]), report(ids[1])))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(ids[0]), report(ids[1])))
     assert drain.drain(r, LANE, "job-1") == {"new": 3, "duplicate": 2}
     assert_applied_once(r, ids)
 
@@ -85,7 +87,7 @@ def test_ingest_kicks_one_job_per_lane(infobip, work, r):
         assert infobip.dlr(push(report(message_id))).status_code == 200
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     assert r.llen(f"rq:queue:{QUEUE_NAME}") == 1
-    assert Job.fetch(job_id, connection=r).func_name == "workers.drain.run"
+    assert Job.fetch(job_id, connection=queue_client(r)).func_name == "workers.drain.run"
     work()
     assert_applied_once(r, ids)
     assert_lane_idle(r)
@@ -218,30 +220,31 @@ def test_claimed_batches_are_listed_while_they_exist(r):
     channel = enqueue.lane(LANE)
     fill(r, 4)
     channel.claim(r, "job-1", size=2)
-    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
-    r.srem(CLAIMED, channel.batch("job-1"))  # e.g. claimed by a version before the set
+    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
+    r.srem(CLAIMED.format(t=""), channel.batch("job-1"))  # e.g. claimed by a version before the set
     channel.claim(r, "job-1")  # the re-run gets its batch back, listed again
-    assert r.smembers(CLAIMED) == {channel.batch("job-1").encode()}
+    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
     channel.hand_back(r, "job-1")
-    assert r.smembers(CLAIMED) == set()
-    assert channel.claim(r, "job-2", size=0) == [] and r.smembers(CLAIMED) == set()  # nothing claimed
+    assert r.smembers(CLAIMED.format(t="")) == set()
+    assert channel.claim(r, "job-2", size=0) == []  # nothing claimed
+    assert r.smembers(CLAIMED.format(t="")) == set()
 
 
 def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
     """An upgrade: a batch key that no set lists (its job is gone) is still handed back."""
     ids = fill(r, 3)
     enqueue.lane(LANE).claim(r, "old-version")
-    r.delete(CLAIMED)  # as a version before the claimed set left it
+    r.delete(CLAIMED.format(t=""))  # as a version before the claimed set left it
     assert sweep.sweep(r)["handedBack"] == 3 and inbox(r) == ids
     enqueue.lane(LANE).claim(r, "old-version-2")
-    r.delete(CLAIMED)
+    r.delete(CLAIMED.format(t=""))
     assert sweep.sweep(r).get("handedBack", 0) == 0  # the keyspace is scanned once, not every sweep
 
 
 def test_sweep_unlists_a_listed_batch_that_is_gone(r):
-    r.sadd(CLAIMED, enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
+    r.sadd(CLAIMED.format(t=""), enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
     assert sweep.sweep(r).get("handedBack", 0) == 0
-    assert r.smembers(CLAIMED) == set()
+    assert r.smembers(CLAIMED.format(t="")) == set()
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
     infobip.dlr(push(report(ids[0])))
     job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
     work()  # the job has finished
-    r.rpush(INBOX.format(lane=LANE), *envelopes(report(ids[1])))
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(ids[1])))
     enqueue.lane(LANE).own(r, job_id)
     enqueue.lane(LANE).claim(r, job_id)
     r.delete(LANE_LOCK.format(lane=LANE))
@@ -307,16 +310,16 @@ def test_sweep_as_an_rq_job(r, work):
     enqueue.lane(LANE).own(r, "ghost")
     enqueue.lane(LANE).claim(r, "ghost")
     r.delete(LANE_LOCK.format(lane=LANE))
-    Queue(QUEUE_NAME, connection=r).enqueue("workers.sweep.run")
+    Queue(QUEUE_NAME, connection=queue_client(r)).enqueue("workers.sweep.run")
     work()  # the sweep, then the drain job it kicked
     assert_applied_once(r, ids)
     assert_lane_idle(r)
 
 
 def test_sweep_trims_index_entries_older_than_retention(r):
-    r.zadd(INDEX_ALL, {"old": 1_000_000_000, "new": 4_000_000_000})
+    r.zadd(INDEX_ALL.format(t=""), {"old": 1_000_000_000, "new": 4_000_000_000})
     assert sweep.sweep(r)["expiredIndex"] == 1
-    assert r.zrange(INDEX_ALL, 0, -1) == [b"new"]
+    assert r.zrange(INDEX_ALL.format(t=""), 0, -1) == [b"new"]
 
 
 @pytest.mark.parametrize("lanes_used", [1, 4])

@@ -10,8 +10,9 @@ from rq import Queue
 from rq.job import Job
 
 from app import enqueue
+from app.connection import queue_client
 from app.enqueue import Write
-from app.keys import INBOX, LANE_LOCK, QUARANTINE, QUEUE_NAME
+from app.keys import LANE_LOCK, QUARANTINE, QUEUE_NAME
 
 
 def items(*numbers: int) -> list[bytes]:
@@ -19,7 +20,7 @@ def items(*numbers: int) -> list[bytes]:
 
 
 def inbox(r, lane: int) -> list[int]:
-    return [orjson.loads(item)["n"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+    return [orjson.loads(item)["n"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 def test_items_of_several_writes_land_in_their_lanes_in_order(r):
@@ -31,8 +32,8 @@ def test_a_free_lane_is_taken_and_gets_one_drain_job(r):
     enqueue.push(r, [Write({0: items(1)}), Write({0: items(2)})])
     job_id = r.get(LANE_LOCK.format(lane=0)).decode()
     assert r.ttl(LANE_LOCK.format(lane=0)) > 0  # a job that dies leaves a lock that lapses
-    assert Queue(QUEUE_NAME, connection=r).job_ids == [job_id]
-    assert Job.fetch(job_id, connection=r).args == (0,)
+    assert Queue(QUEUE_NAME, connection=queue_client(r)).job_ids == [job_id]
+    assert Job.fetch(job_id, connection=queue_client(r)).args == (0,)
 
 
 def test_an_owned_lane_gets_items_but_no_second_job(r):
@@ -40,7 +41,7 @@ def test_an_owned_lane_gets_items_but_no_second_job(r):
     enqueue.push(r, [Write({2: items(1)})])
     assert inbox(r, 2) == [1]
     assert r.get(LANE_LOCK.format(lane=2)) == b"running-job"
-    assert Queue(QUEUE_NAME, connection=r).job_ids == []
+    assert Queue(QUEUE_NAME, connection=queue_client(r)).job_ids == []
 
 
 def test_more_items_than_one_redis_command_takes_all_land_in_order(r):

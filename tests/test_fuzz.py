@@ -34,6 +34,7 @@ from marshmallow import ValidationError
 from rq.registry import FailedJobRegistry
 
 from app import create_app, decode, dlr, enqueue, mo, mo_text
+from app.connection import queue_client
 from app.errors import ConfigError, InvalidPayload, ReceiverError
 from app.keys import DELIVERY_QUEUE, QUARANTINE, QUEUE_NAME
 from app.mo_template import FIELDS, Template
@@ -438,7 +439,7 @@ def answered(resp, r, before: int) -> None:
 def no_failed_jobs(r, work) -> None:
     work()
     for queue in (QUEUE_NAME, DELIVERY_QUEUE):
-        failed = FailedJobRegistry(queue, connection=r)
+        failed = FailedJobRegistry(queue, connection=queue_client(r))
         assert failed.count == 0, [failed.get_job_ids()]
     assert not r.keys("batch:*")
 

@@ -13,10 +13,11 @@ import orjson
 import pytest
 import redis
 
+from app import enqueue
 from app.enqueue import Write
 from app.errors import StoreUnavailable
 from app.group_commit import GroupCommit
-from app.keys import INBOX, QUARANTINE
+from app.keys import QUARANTINE
 from tools.redis_server import free_port
 from tools.wait import wait_for
 
@@ -31,7 +32,7 @@ def write(n: int, lane: int = 0, quarantine: bytes | None = None) -> Write:
 
 
 def inbox(r: redis.Redis, lane: int = 0) -> list[int]:
-    return [orjson.loads(item)["n"] for item in r.lrange(INBOX.format(lane=lane), 0, -1)]
+    return [orjson.loads(item)["n"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 class Requests:

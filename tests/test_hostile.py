@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from app import auth, create_app, ingest
-from app.keys import DEAD_LETTERS, EVENT_STREAM, QUARANTINE
+from app.keys import DEAD_LETTERS, EVENT_STREAM, QUARANTINE, consumer_key
 from tests.conftest import API_KEY, BASIC_PASSWORD, BASIC_USER, TOKEN, basic_header
 from tests.consumers import SECRET, http_consumer, routes_text
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, push, raw, report
@@ -402,7 +402,7 @@ def test_no_secret_in_logs_answers_quarantine_or_dead_letters(use_routes, work, 
     for path in ("/api/messages", "/api/quarantine", "/api/consumers", "/api/dlq/crm"):
         answers.append(service.api.get(path).get_data(as_text=True))
     work()
-    dead = r.lrange(DEAD_LETTERS.format(consumer="crm"), 0, -1)
+    dead = r.lrange(DEAD_LETTERS.format(consumer=consumer_key("crm")), 0, -1)
     assert dead, "the consumer's deliveries were dead-lettered"
     places = {
         "answers": "\n".join(answers),

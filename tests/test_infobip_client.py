@@ -15,6 +15,7 @@ from rq import Queue, Worker
 
 from app import create_app
 from app.config import check_infobip
+from app.connection import queue_client
 from app.errors import ConfigError
 from app.infobip import status
 from app.infobip.client import (
@@ -125,7 +126,7 @@ def test_401_blocks_the_feature_shows_in_readyz_and_metrics(fake_infobip: FakeIn
     until = status.blocked_until(r, "pull-reports")
     assert until and until > status.get(r, "pull-reports")["since"] + 20
 
-    worker = Worker([Queue(QUEUE_NAME, connection=r)], connection=r)
+    worker = Worker([Queue(QUEUE_NAME, connection=queue_client(r))], connection=queue_client(r))
     worker.register_birth()
     try:
         client = create_app({**config, **fake_infobip.config()}).test_client()

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app, openapi
-from app.keys import DEAD_LETTERS, QUARANTINE
+from app.keys import DEAD_LETTERS, QUARANTINE, consumer_key
 from tests.conftest import API_KEY, TOKEN, Service, basic_header
 from tests.samples import raw
 from tools.redis_server import free_port
@@ -236,7 +236,7 @@ def test_limit_outside_ascii_1_to_1000_is_400(app, limit: str) -> None:
 ])
 def test_replay_body_that_is_not_a_json_object_is_400_and_replays_nothing(service, r, body, media_type):
     """Each of these used to replay every dead letter, as if no body had been sent."""
-    key = DEAD_LETTERS.format(consumer="crm")
+    key = DEAD_LETTERS.format(consumer=consumer_key("crm"))
     dead = r.llen(key)
     assert dead > 0
     answer(service.app, "/api/dlq/{consumer}/replay", "POST", 400, path_parameters={"consumer": "crm"},

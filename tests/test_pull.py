@@ -85,7 +85,8 @@ def test_a_report_by_push_and_by_pull_is_one_event(fake_infobip, ib, r, work, in
     work()
     message = store.get_message(r, "twice")
     assert len(message["history"]) == 1 and message["source"] == "push"
-    assert int(r.hget(WORKER_COUNTERS, "dlr:new")) == 1 and int(r.hget(WORKER_COUNTERS, "dlr:duplicate")) == 1
+    counters = WORKER_COUNTERS.format(t="")
+    assert int(r.hget(counters, "dlr:new")) == 1 and int(r.hget(counters, "dlr:duplicate")) == 1
 
 
 def test_429_and_503_are_waited_out(fake_infobip, ib, r) -> None:

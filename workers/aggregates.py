@@ -23,8 +23,9 @@ from typing import Any
 
 from redis.client import Pipeline
 
+from app import keys
 from app.clock import epoch, now_text
-from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, DASH_HOUR_TTL
+from app.keys import DASH_ANSWER, DASH_BULK, DASH_BULKS, DASH_HOUR, DASH_HOUR_TTL, consumer_key
 from app.store_dashboard import ANSWER_BUCKETS, DELIVERY_BUCKETS, LAG_BUCKETS, bucket_of
 
 DELIVERED = "DELIVERED"
@@ -50,7 +51,8 @@ def _seconds(report: dict[str, Any]) -> float | None:
 class Aggregates:
     """The counters one batch changes, gathered in memory and written with the batch."""
 
-    def __init__(self, retention_seconds: int) -> None:
+    def __init__(self, lane: int, retention_seconds: int) -> None:
+        self.t = keys.tag(lane)  # one set of counters per lane on a cluster; readers add them up
         self.retention = retention_seconds
         self.hours: dict[int, Counter[str]] = defaultdict(Counter)
         self.bulks: dict[str, Counter[str]] = defaultdict(Counter)
@@ -94,16 +96,16 @@ class Aggregates:
     def write(self, pipe: Pipeline) -> None:
         """Queue the counters on the batch's MULTI pipeline."""
         for hour, fields in self.hours.items():
-            key = DASH_HOUR.format(hour=hour)
+            key = DASH_HOUR.format(t=self.t, hour=hour)
             _add(pipe, key, fields)
             pipe.expire(key, DASH_HOUR_TTL)
         for bulk_id, fields in self.bulks.items():
-            key = DASH_BULK.format(bulk_id=bulk_id)
+            key = DASH_BULK.format(t=self.t, bulk_id=bulk_id)
             _add(pipe, key, fields)
             pipe.expire(key, self.retention)
         if self.first_seen:
-            pipe.zadd(DASH_BULKS, self.first_seen, nx=True)
-            pipe.expire(DASH_BULKS, self.retention)
+            pipe.zadd(DASH_BULKS.format(t=self.t), self.first_seen, nx=True)
+            pipe.expire(DASH_BULKS.format(t=self.t), self.retention)
 
 
 def _add(pipe: Pipeline, key: str, fields: Counter[str]) -> None:
@@ -122,4 +124,5 @@ def write_batch(pipe: Pipeline, delivery: Any, inbound: Any) -> None:
 
 def answer_time(pipe: Pipeline, consumer: str, seconds: float) -> None:
     """The delivery job's hook: one answer (or timeout) of a consumer, in its transaction."""
-    pipe.hincrby(DASH_ANSWER.format(consumer=consumer), f"a:{bucket_of(ANSWER_BUCKETS, seconds)}", 1)
+    key = DASH_ANSWER.format(consumer=consumer_key(consumer))
+    pipe.hincrby(key, f"a:{bucket_of(ANSWER_BUCKETS, seconds)}", 1)

@@ -29,8 +29,9 @@ from redis.client import Pipeline
 from rq import get_current_job
 
 from app.clock import now_text
+from app.connection import on_data_plane
 from app.enqueue import LOCK_TTL, Channel, outbox
-from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES
+from app.keys import CONSUMER_STATS, DEAD_LETTERS, RETRIES, consumer_key
 from app.routes import Consumer
 from workers import aggregates, webhook
 from workers.settings import routes
@@ -57,7 +58,7 @@ return #due
 
 def run(name: str) -> dict[str, int]:
     job = get_current_job()
-    return deliver(job.connection, name, job.id)
+    return on_data_plane(job.connection, lambda r: deliver(r, name, job.id))
 
 
 def deliver(
@@ -90,7 +91,8 @@ def deliver(
 
 
 def promote_due(r: Redis, name: str, limit: int) -> int:
-    return r.eval(_PROMOTE, 2, RETRIES.format(consumer=name), outbox(name).inbox, time.time(), limit)
+    retries = RETRIES.format(consumer=consumer_key(name))
+    return r.eval(_PROMOTE, 2, retries, outbox(name).inbox, time.time(), limit)
 
 
 def send_batch(
@@ -118,7 +120,8 @@ def send_batch(
         wait = _record(pipe, consumer, record, outcome, totals)
     untried = [orjson.dumps(record) for record in records[len(outcomes) :]]
     if untried and outcomes and _pause(outcomes[-1]) and wait is not None:
-        pipe.zadd(RETRIES.format(consumer=consumer.name), dict.fromkeys(untried, time.time() + wait))
+        retries = RETRIES.format(consumer=consumer_key(consumer.name))
+        pipe.zadd(retries, dict.fromkeys(untried, time.time() + wait))
     elif untried:
         pipe.lpush(channel.inbox, *reversed(untried))  # back to the head, in order
     channel.done(pipe, job_id)
@@ -140,7 +143,7 @@ def _record(
         "outcome": "delivered" if outcome.delivered else "failed", "status": outcome.status,
         "error": outcome.error, "duration_ms": round(outcome.duration * 1000, 2),
     })
-    stats = CONSUMER_STATS.format(consumer=consumer.name)
+    stats = CONSUMER_STATS.format(consumer=consumer_key(consumer.name))
     if outcome.status is not None:  # an answer came: its time, for the dashboard's /consumers
         aggregates.answer_time(pipe, consumer.name, outcome.duration)
     if outcome.delivered:
@@ -155,10 +158,11 @@ def _record(
     )
     if wait is None:
         failed["reason"] = "gone (410)" if outcome.gone else "retries exhausted"
-        pipe.lpush(DEAD_LETTERS.format(consumer=consumer.name), orjson.dumps(failed))
+        pipe.lpush(DEAD_LETTERS.format(consumer=consumer_key(consumer.name)), orjson.dumps(failed))
         pipe.hincrby(stats, "deadLettered", 1)
         totals["deadLettered"] += 1
         return None
     failed["attempt"] = record["attempt"] + 1
-    pipe.zadd(RETRIES.format(consumer=consumer.name), {orjson.dumps(failed): time.time() + wait})
+    retries = RETRIES.format(consumer=consumer_key(consumer.name))
+    pipe.zadd(retries, {orjson.dumps(failed): time.time() + wait})
     return wait

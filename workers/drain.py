@@ -21,9 +21,9 @@ from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import get_current_job
 
-from app import enqueue
+from app import enqueue, keys
 from app.clock import epoch
-from app.connection import Replication
+from app.connection import Replication, on_data_plane
 from app.events import MO_RECEIVED
 from app.keys import WORKER_COUNTERS
 from workers import aggregates
@@ -44,7 +44,7 @@ WATCH_RETRIES = 5
 
 def run(lane: int) -> dict[str, int]:
     job = get_current_job()
-    return drain(job.connection, lane, job.id)
+    return on_data_plane(job.connection, lambda r: drain(r, lane, job.id))
 
 
 def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE) -> dict[str, int]:
@@ -54,6 +54,8 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
     if not channel.own(r, job_id):
         totals["handedBack"] += channel.hand_back(r, job_id)
         return dict(totals)
+    if keys.sharded():  # a cluster: events a killed job applied but did not move on (fanout.py)
+        Fanout(routes(), lane).kick(r)
     while True:
         items = channel.claim(r, job_id, batch_size)
         if not items:
@@ -68,18 +70,19 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
 
 
 class BatchState:
-    """The state stages of one batch, by item kind: delivery reports (and send records and stale
+    """The state stages of one batch, by item kind: delivery reports (and send records, stale
     marks), inbound messages, number-check results, and the opt-out changes and replies of both
     MO and manual changes (`optout` items)."""
 
     def __init__(self, lane: int, cfg: dict[str, Any], fanout: Fanout) -> None:
+        self.counters = WORKER_COUNTERS.format(t=keys.tag(lane))
         self.delivery = DeliveryState(lane, cfg["RETENTION_SECONDS"])
         self.inbound = InboundState(lane, cfg["RETENTION_SECONDS"], router=fanout.route_mo)
-        self.numbers = NumberState(cfg["RETENTION_SECONDS"])
+        self.numbers = NumberState(lane, cfg["RETENTION_SECONDS"])
         self.optout = OptOutState(fanout.routes, cfg)
         self.by_kind = {"dlr": self.delivery, "mo": self.inbound, "mo.flush": self.inbound,
-                        "number": self.numbers, "send": self.delivery,
-                        "stale": self.delivery}  # send, stale: SPEC §9 (workers/state.py)
+                        "number": self.numbers,
+                        "send": self.delivery, "stale": self.delivery}  # SPEC §9 (workers/state.py)
 
     def load(self, r: Redis, pipe: Pipeline, envelopes: list[dict[str, Any]]) -> None:
         for stage in (self.delivery, self.inbound, self.numbers):
@@ -110,13 +113,13 @@ class BatchState:
         workers, and a re-run batch that changes nothing counts nothing twice."""
         for kind, stage in (("dlr", self.delivery), ("mo", self.inbound), ("number", self.numbers)):
             for outcome, n in stage.counts.items():
-                pipe.hincrby(WORKER_COUNTERS, f"{kind}:{outcome}", n)
+                pipe.hincrby(self.counters, f"{kind}:{outcome}", n)
         now = time.time()
-        lags = [now - epoch(e["receivedAt"]) for e in envelopes if e["kind"] in ("dlr", "mo", "number")]
+        lags = [now - epoch(e["receivedAt"]) for e in envelopes if e["kind"] not in ("mo.flush", "optout")]
         for bound in LAG_BUCKETS:
-            pipe.hincrby(WORKER_COUNTERS, f"lag_le:{bound}", sum(lag <= bound for lag in lags))
-        pipe.hincrby(WORKER_COUNTERS, "lag_count", len(lags))
-        pipe.hincrbyfloat(WORKER_COUNTERS, "lag_sum", sum(lags))
+            pipe.hincrby(self.counters, f"lag_le:{bound}", sum(lag <= bound for lag in lags))
+        pipe.hincrby(self.counters, "lag_count", len(lags))
+        pipe.hincrbyfloat(self.counters, "lag_sum", sum(lags))
 
 
 def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool:
@@ -133,7 +136,7 @@ def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
     cfg = settings()
     envelopes = [orjson.loads(item) for item in items]
     channel = enqueue.lane(lane)
-    fanout = Fanout(routes())
+    fanout = Fanout(routes(), lane)
     replication = Replication.from_config(cfg)
     with replication.transaction(r) as pipe:
         pipe.watch(channel.lock)

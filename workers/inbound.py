@@ -23,7 +23,7 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from app import events
+from app import events, keys
 from app.clock import epoch
 from app.keys import (
     INBOUND,
@@ -47,6 +47,7 @@ def pending_member(lane: int, key: str) -> str:
 class InboundState:
     def __init__(self, lane: int, retention_seconds: int, router: Router | None = None) -> None:
         self.lane = lane
+        self.t = keys.tag(lane)
         self.retention = retention_seconds
         self.router = router
         self.stored: dict[str, bool] = {}  # messageId -> already in Redis (or stored now)
@@ -71,12 +72,12 @@ class InboundState:
                 message_ids.append(data["messageId"])
         pipe = r.pipeline(transaction=False)
         for message_id in message_ids:
-            pipe.exists(INBOUND.format(message_id=message_id))
+            pipe.exists(INBOUND.format(t=self.t, message_id=message_id))
         for source_id in part_ids:
-            pipe.exists(PART_SEEN.format(source_id=source_id))
+            pipe.exists(PART_SEEN.format(t=self.t, source_id=source_id))
         part_keys = list(dict.fromkeys(part_keys))
         for key in part_keys:
-            pipe.hgetall(PARTS.format(key=key))
+            pipe.hgetall(PARTS.format(t=self.t, key=key))
         results = pipe.execute()
         self.stored = dict(zip(message_ids, map(bool, results[: len(message_ids)]), strict=True))
         results = results[len(message_ids) :]
@@ -155,29 +156,30 @@ class InboundState:
     def write(self, pipe: Pipeline) -> None:
         for key, seq, part, source_id in self.new_parts:
             if key not in self.done_keys:
-                pipe.hset(PARTS.format(key=key), str(seq), orjson.dumps(part))
-                pipe.expire(PARTS.format(key=key), self.retention)
-            pipe.set(PART_SEEN.format(source_id=source_id), 1, ex=self.retention)
+                pipe.hset(PARTS.format(t=self.t, key=key), str(seq), orjson.dumps(part))
+                pipe.expire(PARTS.format(t=self.t, key=key), self.retention)
+            pipe.set(PART_SEEN.format(t=self.t, source_id=source_id), 1, ex=self.retention)
         for key, received_at in self.started_keys.items():
             if key not in self.done_keys:
-                pipe.zadd(PARTS_PENDING, {pending_member(self.lane, key): epoch(received_at)}, nx=True)
+                member = pending_member(self.lane, key)
+                pipe.zadd(PARTS_PENDING.format(t=self.t), {member: epoch(received_at)}, nx=True)
         for key in self.done_keys:
-            pipe.delete(PARTS.format(key=key))
-            pipe.zrem(PARTS_PENDING, pending_member(self.lane, key))
+            pipe.delete(PARTS.format(t=self.t, key=key))
+            pipe.zrem(PARTS_PENDING.format(t=self.t), pending_member(self.lane, key))
         for data in self.new_messages:
             self._write_message(pipe, data)
 
     def _write_message(self, pipe: Pipeline, data: dict[str, Any]) -> None:
         message_id = data["messageId"]
-        pipe.set(INBOUND.format(message_id=message_id), orjson.dumps(data), ex=self.retention)
+        pipe.set(INBOUND.format(t=self.t, message_id=message_id), orjson.dumps(data), ex=self.retention)
         score = epoch(data["receivedAt"])
-        keys = [INDEX_IN]
+        names = [INDEX_IN.format(t=self.t)]
         if data.get("from"):
-            keys.append(INDEX_IN_FROM.format(sender=data["from"]))
+            names.append(INDEX_IN_FROM.format(t=self.t, sender=data["from"]))
         if data.get("to"):
-            keys.append(INDEX_IN_TO.format(to=data["to"]))
+            names.append(INDEX_IN_TO.format(t=self.t, to=data["to"]))
         if data.get("keyword"):
-            keys.append(INDEX_IN_KEYWORD.format(keyword=data["keyword"]))
-        for key in keys:
+            names.append(INDEX_IN_KEYWORD.format(t=self.t, keyword=data["keyword"]))
+        for key in names:
             pipe.zadd(key, {message_id: score}, nx=True)
             pipe.expire(key, self.retention)

@@ -16,6 +16,7 @@ from typing import Any
 
 from rq import Queue, get_current_job
 
+from app.connection import data_client, queue_client
 from app.infobip import pull, reconcile
 from app.infobip.client import InfobipClient
 from app.keys import QUEUE_NAME
@@ -33,19 +34,19 @@ def pull_inbox() -> dict[str, Any]:
 
 
 def _pull(feed: pull.Feed, again: Any) -> dict[str, Any]:
-    r = get_current_job().connection
+    r = data_client(get_current_job().connection)
     client = InfobipClient.from_config(settings(), r)
     if client is None:
         return {"skipped": "INFOBIP_BASE_URL is not set"}
     figures = pull.poll(r, settings(), client, feed)
     if figures.get("more"):
-        Queue(QUEUE_NAME, connection=r).enqueue(again, job_timeout=JOB_TIMEOUT, result_ttl=0,
+        Queue(QUEUE_NAME, connection=queue_client(r)).enqueue(again, job_timeout=JOB_TIMEOUT, result_ttl=0,
                                                 description=f"pull {feed.name} (more waiting)")
     return figures
 
 
 def reconcile_run() -> dict[str, Any]:
-    r = get_current_job().connection
+    r = data_client(get_current_job().connection)
     cfg = settings()
     client = InfobipClient.from_config(cfg, r)
     if client is None or not cfg["RECONCILE_AFTER"]:

@@ -14,12 +14,13 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from app import events
+from app import events, keys
 from app.keys import NUMBER_CHECK
 
 
 class NumberState:
-    def __init__(self, retention_seconds: int) -> None:
+    def __init__(self, lane: int, retention_seconds: int) -> None:
+        self.t = keys.tag(lane)
         self.retention = retention_seconds
         self.stored: dict[str, bool] = {}
         self.new: list[dict[str, Any]] = []
@@ -29,7 +30,7 @@ class NumberState:
         ids = list(dict.fromkeys(e["data"]["messageId"] for e in envelopes))
         pipe = r.pipeline(transaction=False)
         for message_id in ids:
-            pipe.exists(NUMBER_CHECK.format(message_id=message_id))
+            pipe.exists(NUMBER_CHECK.format(t=self.t, message_id=message_id))
         self.stored = dict(zip(ids, map(bool, pipe.execute()), strict=True))
 
     def apply(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
@@ -44,4 +45,5 @@ class NumberState:
 
     def write(self, pipe: Pipeline) -> None:
         for data in self.new:
-            pipe.set(NUMBER_CHECK.format(message_id=data["messageId"]), orjson.dumps(data), ex=self.retention)
+            key = NUMBER_CHECK.format(t=self.t, message_id=data["messageId"])
+            pipe.set(key, orjson.dumps(data), ex=self.retention)

@@ -27,6 +27,7 @@ from rq import Queue
 
 from app import events
 from app.clock import epoch, now_text
+from app.connection import queue_client
 from app.enqueue import DRAIN_RETRY, LOCK_TTL, new_job_id
 from app.keys import (
     DELIVERY_QUEUE,
@@ -187,7 +188,7 @@ def kick_replies(r: Redis) -> bool:
     """Start the reply sender unless one runs (its lock is the job id, as the lanes')."""
     job_id = new_job_id()
     if r.set(REPLIES_LOCK, job_id, nx=True, ex=LOCK_TTL):
-        Queue(DELIVERY_QUEUE, connection=r).enqueue(
+        Queue(DELIVERY_QUEUE, connection=queue_client(r)).enqueue(
             "workers.replies.run", job_id=job_id, retry=DRAIN_RETRY, job_timeout=600, result_ttl=0,
             description="replies")
         return True

@@ -36,6 +36,7 @@ from redis import Redis
 from rq import get_current_job
 
 from app.clock import now_text
+from app.connection import data_client
 from app.enqueue import LOCK_TTL
 from app.infobip.client import (
     InfobipAuthError,
@@ -99,7 +100,7 @@ return 0
 
 def run() -> dict[str, int]:
     job = get_current_job()
-    return send_due(job.connection, job.id)
+    return send_due(data_client(job.connection), job.id)
 
 
 def send_due(r: Redis, job_id: str, budget: float = TIME_BUDGET) -> dict[str, int]:

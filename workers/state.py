@@ -38,7 +38,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from app import events
+from app import events, keys
 from app.clock import epoch
 from app.keys import BULK, INDEX_ALL, INDEX_BULK, INDEX_BULKS, INDEX_PENDING, INDEX_TO, MESSAGE
 from app.store import UNKNOWN_GROUP, pack, unpack
@@ -124,18 +124,19 @@ class DeliveryState:
 
     def __init__(self, lane: int, retention_seconds: int) -> None:
         self.lane = lane
+        self.t = keys.tag(lane)
         self.retention = retention_seconds
         self.messages: dict[str, Message] = {}
         self.bulks: dict[str, dict[str, Any]] = {}
         self.changed_bulks: set[str] = set()
         self.indexed: list[tuple[str, float, dict[str, Any]]] = []
         self.counts: Counter[str] = Counter()  # new / duplicate, for metrics
-        self.aggregates = Aggregates(retention_seconds)  # what the dashboard shows
+        self.aggregates = Aggregates(lane, retention_seconds)  # what the dashboard shows
 
     def load(self, r: Redis, envelopes: list[dict[str, Any]]) -> None:
         reports = [envelope["data"] for envelope in envelopes]
         ids = list(dict.fromkeys(report["messageId"] for report in reports))
-        stored = r.mget([MESSAGE.format(message_id=message_id) for message_id in ids])
+        stored = r.mget([MESSAGE.format(t=self.t, message_id=message_id) for message_id in ids])
         for message_id, blob in zip(ids, stored, strict=True):
             record = unpack(blob) if blob else {"hist": [], "cur": None}
             self.messages[message_id] = Message(record["hist"], record["cur"], record.get("send"),
@@ -145,7 +146,7 @@ class DeliveryState:
         bulk_ids |= {c[0] for m in self.messages.values() if (c := _contribution(m))}
         bulk_ids = sorted(bulk_ids)
         for bulk_id in bulk_ids:
-            pipe.hgetall(BULK.format(bulk_id=bulk_id))
+            pipe.hgetall(BULK.format(t=self.t, bulk_id=bulk_id))
         for bulk_id, raw in zip(bulk_ids, pipe.execute(), strict=True):
             self.bulks[bulk_id] = _lane_fields(raw, self.lane)
 
@@ -251,34 +252,35 @@ class DeliveryState:
         for message_id, message in self.messages.items():
             if message.dirty:
                 blob = pack(message.record())
-                pipe.set(MESSAGE.format(message_id=message_id), blob, ex=self.retention)
+                pipe.set(MESSAGE.format(t=self.t, message_id=message_id), blob, ex=self.retention)
                 shown = message.shown
                 if shown is not None and not shown["final"] and not message.stale and message.news:
                     pending[message_id] = message.news
                 else:
                     settled.append(message_id)
+        pending_key = INDEX_PENDING.format(t=self.t)
         if pending:  # not final: reconciliation looks them up once their last news is old
-            pipe.zadd(INDEX_PENDING, pending)
-            pipe.expire(INDEX_PENDING, self.retention)
+            pipe.zadd(pending_key, pending)
+            pipe.expire(pending_key, self.retention)
         if settled:
-            pipe.zrem(INDEX_PENDING, *settled)
+            pipe.zrem(pending_key, *settled)
         for bulk_id in self.changed_bulks:
-            key = BULK.format(bulk_id=bulk_id)
+            key = BULK.format(t=self.t, bulk_id=bulk_id)
             fields = self.bulks[bulk_id]
             pipe.hset(key, mapping={f"{self.lane}:{k}": str(v) for k, v in fields.items()})
             pipe.expire(key, self.retention)
         if self.changed_bulks:  # recently active bulks, for `flask stats`
-            pipe.zadd(INDEX_BULKS, dict.fromkeys(self.changed_bulks, time.time()))
-            pipe.expire(INDEX_BULKS, self.retention)
+            pipe.zadd(INDEX_BULKS.format(t=self.t), dict.fromkeys(self.changed_bulks, time.time()))
+            pipe.expire(INDEX_BULKS.format(t=self.t), self.retention)
         # One ZADD per index key for the whole batch: a 500-report batch of one bulk is two
         # ZADDs of 500 members, not 1000 commands.
         indexes: dict[str, dict[str, float]] = defaultdict(dict)
         for message_id, score, data in self.indexed:
-            indexes[INDEX_ALL][message_id] = score
+            indexes[INDEX_ALL.format(t=self.t)][message_id] = score
             if data.get("to"):  # one lexicographic zset "<to>|<messageId>": no key per recipient
-                indexes[INDEX_TO][f"{data['to']}|{message_id}"] = 0
+                indexes[INDEX_TO.format(t=self.t)][f"{data['to']}|{message_id}"] = 0
             if data.get("bulkId"):
-                indexes[INDEX_BULK.format(bulk_id=data["bulkId"])][message_id] = score
+                indexes[INDEX_BULK.format(t=self.t, bulk_id=data["bulkId"])][message_id] = score
         for key, members in indexes.items():
             pipe.zadd(key, members, nx=True)
             pipe.expire(key, self.retention)

@@ -25,9 +25,20 @@ import orjson
 from redis import Redis
 from rq import get_current_job
 
-from app import enqueue
+from app import enqueue, keys
 from app.clock import now_text
-from app.keys import CLAIMED, CLAIMED_SCANNED, INBOX, INDEX_ALL, INDEX_BULKS, INDEX_IN, PARTS_PENDING, RETRIES
+from app.connection import data_client
+from app.keys import (
+    CLAIMED,
+    CLAIMED_SCANNED,
+    FANOUT,
+    INDEX_ALL,
+    INDEX_BULKS,
+    INDEX_IN,
+    PARTS_PENDING,
+    RETRIES,
+    consumer_key,
+)
 from workers.optout import kick_replies_if_due
 from workers.settings import routes, settings
 
@@ -39,49 +50,57 @@ return 0
 
 
 def run() -> dict[str, int]:
-    return sweep(get_current_job().connection)
+    return sweep(data_client(get_current_job().connection))
 
 
 def sweep(r: Redis) -> dict[str, int]:
     cfg = settings()
     done: Counter[str] = Counter()
-    if not r.exists(CLAIMED_SCANNED):  # once per Redis: batches from before the set existed
+    if not keys.sharded() and not r.exists(CLAIMED_SCANNED):  # once per Redis: batches from before the set
         for pattern in ("batch:*", "dbatch:*"):
             for key in r.scan_iter(match=pattern, count=1000):
-                r.sadd(CLAIMED, key)
+                r.sadd(CLAIMED.format(t=""), key)
         r.set(CLAIMED_SCANNED, 1)  # only once the scan is complete: a sweep that died rescans
-    for key in r.smembers(CLAIMED):  # a handful: one per running job, not a scan of every key
-        channel, job_id = enqueue.channel_of_batch(key.decode())
-        if r.get(channel.lock) != job_id.encode():
-            done["handedBack"] += channel.hand_back(r, job_id)  # also unlists a key already gone
+    channels = [enqueue.lane(lane) for lane in range(cfg["DRAIN_LANES"])]
+    channels += [enqueue.outbox(name) for name in routes().consumers]
+    for claimed in dict.fromkeys(channel.claimed for channel in channels):  # one set on one Redis
+        for key in r.smembers(claimed):  # a handful: one per running job, not a scan of every key
+            channel, job_id = enqueue.channel_of_batch(key.decode())
+            if r.get(channel.lock) != job_id.encode():
+                done["handedBack"] += channel.hand_back(r, job_id)  # also unlists a key already gone
     for lane in range(cfg["DRAIN_LANES"]):
         channel = enqueue.lane(lane)
-        if r.llen(channel.inbox) and channel.kick(r):
+        waiting = r.llen(channel.inbox) or (keys.sharded() and r.llen(FANOUT.format(t=keys.tag(lane))))
+        if waiting and channel.kick(r):
             done["kicked"] += 1
     now = time.time()
     for consumer in routes().consumers.values():
         channel = enqueue.outbox(consumer.name)
-        due = r.zrangebyscore(RETRIES.format(consumer=consumer.name), "-inf", now, start=0, num=1)
+        retries = RETRIES.format(consumer=consumer_key(consumer.name))
+        due = r.zrangebyscore(retries, "-inf", now, start=0, num=1)
         if consumer.kind == "http" and (due or r.llen(channel.inbox)) and channel.kick(r):
             done["kickedDeliveries"] += 1
     done["kickedReplies"] = kick_replies_if_due(r, now)  # a killed sender's lock lapsed (SPEC §11)
     done["flushed"] = flush_stale_parts(r, now - cfg["MO_PARTS_TIMEOUT"])
     cutoff = now - cfg["RETENTION_SECONDS"]
-    done["expiredIndex"] = r.zremrangebyscore(INDEX_ALL, "-inf", cutoff)
-    r.zremrangebyscore(INDEX_BULKS, "-inf", cutoff)
-    done["expiredInbound"] = r.zremrangebyscore(INDEX_IN, "-inf", cutoff)
+    for t in keys.tags():
+        done["expiredIndex"] += r.zremrangebyscore(INDEX_ALL.format(t=t), "-inf", cutoff)
+        r.zremrangebyscore(INDEX_BULKS.format(t=t), "-inf", cutoff)
+        done["expiredInbound"] += r.zremrangebyscore(INDEX_IN.format(t=t), "-inf", cutoff)
     return dict(done)
 
 
 def flush_stale_parts(r: Redis, started_before: float) -> int:
     """Queue a flush for every reassembly that began before `started_before`."""
     flushed = 0
-    for member in r.zrangebyscore(PARTS_PENDING, "-inf", started_before, start=0, num=1000):
-        lane, key = member.decode().split("|", 1)
-        envelope = {"kind": "mo.flush", "receivedAt": now_text(), "data": {"partsKey": key}}
-        inbox = INBOX.format(lane=lane)
-        flushed += r.eval(_FLUSH_ONCE, 2, PARTS_PENDING, inbox, member, orjson.dumps(envelope))
-        enqueue.lane(int(lane)).kick(r)
+    for t in keys.tags():  # one set on one Redis; one per lane (in the lane's slot) on a cluster
+        pending = PARTS_PENDING.format(t=t)
+        for member in r.zrangebyscore(pending, "-inf", started_before, start=0, num=1000):
+            lane, key = member.decode().split("|", 1)
+            envelope = {"kind": "mo.flush", "receivedAt": now_text(), "data": {"partsKey": key}}
+            channel = enqueue.lane(int(lane))
+            flushed += r.eval(_FLUSH_ONCE, 2, pending, channel.inbox, member, orjson.dumps(envelope))
+            channel.kick(r)
     return flushed
 
 

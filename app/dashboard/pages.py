@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
 
-from app import dlq, quarantine, store, store_dashboard
+from app import dlq, keys, quarantine, store, store_dashboard
 from app.backlog import backlog
 from app.codes import STATUS_GROUPS
 from app.connection import get_redis
@@ -144,12 +144,9 @@ def bulk_csv(bulk_id: str) -> Response:
 
 
 def _bulk_messages(r: Any, bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    key = INDEX_BULK.format(bulk_id=bulk_id)
-    for start in range(0, 10_000_000, page):
-        ids = r.zrevrange(key, start, start + page - 1)
-        if not ids:
-            return
-        for blob in r.mget([MESSAGE.format(message_id=i.decode()) for i in ids]):
+    entries = store.newest(r, keys.partial(INDEX_BULK, bulk_id=bulk_id), page)  # across lanes
+    while ids := [entry for _, entry in zip(range(page), entries, strict=False)]:
+        for blob in store.mget(r, [MESSAGE.format(t=t, message_id=i) for t, i in ids]):
             if blob:
                 record = store.unpack(blob)
                 yield record["hist"][record["cur"]]

@@ -37,7 +37,7 @@ import orjson
 from marshmallow import ValidationError
 from redis import Redis
 
-from app import dlr, enqueue, events, handoff
+from app import dlr, enqueue, events, handoff, keys, store
 from app.clock import epoch, now_text
 from app.infobip.client import InfobipClient, InfobipError
 from app.keys import INDEX_PENDING, MESSAGE, RECONCILE_LAST, RECONCILE_LOCK, RECONCILE_TOTALS, lane_of
@@ -72,13 +72,18 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
     """One reconciliation run; returns (and stores) its figures."""
     now = time.time() if now is None else now
     started = time.monotonic()
-    ids = [m.decode() for m in r.zrangebyscore(INDEX_PENDING, "-inf", now - config["RECONCILE_AFTER"],
-                                               start=0, num=MAX_CANDIDATES)]
-    records = dict(zip(ids, r.mget([MESSAGE.format(message_id=i) for i in ids]), strict=True)) if ids else {}
+    # One pending index per lane on a Redis Cluster (app/keys.py `{t}`), one on a single Redis.
+    due = sorted((score, t, m.decode()) for t in keys.tags() for m, score in r.zrangebyscore(
+        INDEX_PENDING.format(t=t), "-inf", now - config["RECONCILE_AFTER"], start=0, num=MAX_CANDIDATES,
+        withscores=True))[:MAX_CANDIDATES]
+    tag_of = {i: t for _, t, i in due}
+    ids = list(tag_of)
+    blobs = store.mget(r, [MESSAGE.format(t=tag_of[i], message_id=i) for i in ids])
+    records = dict(zip(ids, blobs, strict=True))
     known = {i: unpack(blob) for i, blob in records.items() if blob}
-    gone = [i for i in ids if i not in known]
-    if gone:  # expired with the retention period: nothing left to reconcile
-        r.zrem(INDEX_PENDING, *gone)
+    for i in ids:
+        if i not in known:  # expired with the retention period: nothing left to reconcile
+            r.zrem(INDEX_PENDING.format(t=tag_of[i]), i)
     stale = [i for i, record in known.items() if now - sent_epoch(record) > LOG_WINDOW]
     mark_stale(r, config, stale)
     stale_ids = set(stale)
@@ -108,7 +113,11 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         figures["filledFromLogs"] = answer["accepted"]
     if checked or stale:  # next look RECONCILE_AFTER from now (GT: never back in time; XX: never
         # re-add what the drain removed); a stale mark not yet applied is not marked twice
-        r.zadd(INDEX_PENDING, dict.fromkeys(checked + stale, now), xx=True, gt=True)
+        looked: dict[str, dict[str, float]] = defaultdict(dict)
+        for i in checked + stale:
+            looked[tag_of[i]][i] = now
+        for t, members in looked.items():
+            r.zadd(INDEX_PENDING.format(t=t), members, xx=True, gt=True)
     pipe = r.pipeline(transaction=True)
     pipe.set(RECONCILE_LAST, orjson.dumps(figures))
     for name in ("candidates", "checked", "filledFromLogs", "stale", "calls"):

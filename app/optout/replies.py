@@ -21,7 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from app import store  # the module: app.store imports this one
+from app import keys, store  # the modules: app.store imports this one
 from app.keys import MESSAGE, REPLY
 
 NAMESPACE = uuid.UUID("8f6d2a4e-3b1c-5d7e-9a0f-4c2b1e6d8a73")  # ours; any fixed UUID would do
@@ -52,7 +52,7 @@ def with_replies(r: Redis, messages: list[dict[str, Any]]) -> list[dict[str, Any
         pipe.hgetall(REPLY.format(message_id=message["messageId"]))
     records = [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
     ids = [rec.get("messageId") for rec in records]
-    reports = r.mget([MESSAGE.format(message_id=i) for i in ids if i]) if any(ids) else []
+    reports = store.mget(r, [MESSAGE.format(t=keys.tag_of(i), message_id=i) for i in ids if i])
     by_id = dict(zip([i for i in ids if i], reports, strict=True))
     for message, rec in zip(messages, records, strict=True):
         if rec:

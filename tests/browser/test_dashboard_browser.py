@@ -156,7 +156,8 @@ def campaign(stack: Stack) -> str:
         sender.send(call)
     sender.close()
     def bulk() -> str | None:
-        return next((b.decode() for b in stack.r.zrange(DASH_BULKS, 0, -1) if b.startswith(b"sim-")), None)
+        found = stack.r.zrange(DASH_BULKS.format(t=""), 0, -1)
+        return next((b.decode() for b in found if b.startswith(b"sim-")), None)
 
     wait_for(bulk, 60, "the campaign's bulk to appear")
     bulk_id = bulk()

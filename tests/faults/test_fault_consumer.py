@@ -15,7 +15,7 @@ import time
 import orjson
 import pytest
 
-from app.keys import DEAD_LETTERS, OUTBOX, RETRIES
+from app.keys import DEAD_LETTERS, OUTBOX, RETRIES, consumer_key
 from tests.consumers import OK, Answer
 from tests.faults.harness import (
     CONSUMER,
@@ -33,7 +33,8 @@ PATH = f"/{CONSUMER}"
 
 def nothing_pending(stack) -> bool:
     r = stack.r
-    return (r.llen(OUTBOX.format(consumer=CONSUMER)) == 0 and r.zcard(RETRIES.format(consumer=CONSUMER)) == 0
+    return (r.llen(OUTBOX.format(consumer=consumer_key(CONSUMER))) == 0
+            and r.zcard(RETRIES.format(consumer=consumer_key(CONSUMER))) == 0
             and not r.keys(f"dbatch:{CONSUMER}:*"))
 
 
@@ -57,7 +58,8 @@ def test_consumer_down_then_back_delivers_once_and_dead_letters_replay(stack, lo
     acked = sorted(client.acked)
     wait_for(lambda: len(stack.persisted(acked)) == len(acked), 120, "every acknowledged report in state")
     wait_for(lambda: nothing_pending(stack), 120, "the outbox and retries to empty")
-    dead = [orjson.loads(raw) for raw in stack.r.lrange(DEAD_LETTERS.format(consumer=CONSUMER), 0, -1)]
+    dead_key = DEAD_LETTERS.format(consumer=consumer_key(CONSUMER))
+    dead = [orjson.loads(raw) for raw in stack.r.lrange(dead_key, 0, -1)]
     assert dead, "deliveries ran out of attempts while the consumer was down"
     assert {d["reason"] for d in dead} == {"retries exhausted"}
     dead_ids = {d["id"]: orjson.loads(d["body"])["data"]["messageId"] for d in dead}
@@ -80,7 +82,7 @@ def test_consumer_down_then_back_delivers_once_and_dead_letters_replay(stack, lo
     for seen in consumer.requests(PATH):
         if seen.status == 200 and seen.event_id in dead_ids:
             seen.verify()  # signed, with the consumer's whsec_ secret, as every attempt
-    assert stack.r.llen(DEAD_LETTERS.format(consumer=CONSUMER)) == 0
+    assert stack.r.llen(DEAD_LETTERS.format(consumer=consumer_key(CONSUMER))) == 0
 
     figures = assert_nothing_lost(stack, client, consumer)
     attempts = consumer.requests(PATH)
