@@ -3,7 +3,8 @@
 HTTP ingest (app/ingest.py) runs these steps inside a request, with the web process's group
 commit. Adapters that run in their own processes (the pull poller, the SMPP receiver) call
 `accept()`, which does the same steps and returns once the accepted items and the quarantine
-record are in Redis, in one atomic write (`enqueue.push`). Adapters never write state: the
+record are in Redis, in one atomic write (`enqueue.push`; on a Redis Cluster one per lane, see
+docs/SCALING.md). Adapters never write state: the
 drain jobs do, so a report applies the same way, with the same event id, whichever way it came.
 """
 
