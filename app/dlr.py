@@ -41,7 +41,7 @@ class InfobipDateTime(fields.Field):
 
 # Integers are stored as JSON by orjson, which refuses anything beyond 64 bits: such a value
 # must be a validation error (400), not a failure when the item is queued (500).
-_INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
+INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
 
 # Prices are written out in plain notation; '1e-999999999' would be a gigabyte of zeros. Infobip's
 # prices have 10 decimal places, so these bounds are generous.
@@ -81,9 +81,9 @@ class Price(_Open):
 
 
 class Status(_Open):
-    groupId = fields.Integer(allow_none=True, validate=_INT64)
+    groupId = fields.Integer(allow_none=True, validate=INT64)
     groupName = fields.String(allow_none=True)
-    id = fields.Integer(allow_none=True, validate=_INT64)
+    id = fields.Integer(allow_none=True, validate=INT64)
     name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     action = fields.String(allow_none=True)
@@ -133,7 +133,7 @@ _FIELDS: dict[str, fields.Field] = {
     "text": fields.String(allow_none=True),
     "sentAt": InfobipDateTime(allow_none=True),
     "doneAt": InfobipDateTime(allow_none=True),
-    "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0, max=_INT64.max)),
+    "smsCount": fields.Integer(allow_none=True, validate=validate.Range(min=0, max=INT64.max)),
     "mccMnc": fields.String(allow_none=True, validate=NO_CONTROL),
     "price": RepeatedNested(Price, allow_none=True),
     # An item without a status is not a delivery report (issue 19): an inbound message posted

@@ -18,7 +18,7 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from app.classify import classify_status
-from app.dlr import _INT64, Status
+from app.dlr import INT64, Status
 from app.errors import InvalidPayload
 
 MAX_MESSAGES = 10_000
@@ -30,8 +30,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 class SentStatus(Status):
     """A send answer's status: the sender's own JSON, so strict numbers (1.5 is not an id)."""
 
-    groupId = fields.Integer(allow_none=True, strict=True, validate=_INT64)
-    id = fields.Integer(allow_none=True, strict=True, validate=_INT64)
+    groupId = fields.Integer(allow_none=True, strict=True, validate=INT64)
+    id = fields.Integer(allow_none=True, strict=True, validate=INT64)
 
 
 class SentMessage(Schema):
@@ -44,7 +44,7 @@ class SentMessage(Schema):
     messageId = fields.String(required=True, validate=validate.Length(min=1, max=256))
     to = fields.String(required=True, validate=validate.Length(min=1, max=64))
     status = fields.Nested(SentStatus, required=True)
-    smsCount = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=_INT64.max))
+    smsCount = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=INT64.max))
 
 
 _SCHEMA = SentMessage()

@@ -39,8 +39,8 @@ from app.keys import (
     NUMBER_CHECK,
     RECONCILE_LAST,
     RECONCILE_TOTALS,
+    REPLY,
 )
-from app.optout import replies  # the module: it imports this one
 
 UNKNOWN_GROUP = "UNKNOWN"
 
@@ -264,7 +264,7 @@ def _matches(
 
 def get_inbound(r: Redis, message_id: str) -> dict[str, Any] | None:
     raw = get_any_lane(r, INBOUND, message_id=message_id)
-    return replies.with_replies(r, [orjson.loads(raw)])[0] if raw else None
+    return _with_replies(r, [orjson.loads(raw)])[0] if raw else None
 
 
 def find_inbound(
@@ -285,7 +285,7 @@ def find_inbound(
         key = keys.partial(INDEX_IN_TO, to=to)
     else:
         key = INDEX_IN
-    return replies.with_replies(r, scan_newest(
+    return _with_replies(r, scan_newest(
         r,
         key,
         INBOUND,
@@ -298,6 +298,42 @@ def find_inbound(
         limit,
         max_scan,
     ))
+
+
+REPLY_SHOWN = ("messageId", "kind", "text", "status", "reason", "createdAt", "sentAt", "attempts", "error")
+
+
+def _with_replies(r: Redis, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add `reply` to each inbound message that has one: two pipelined reads for the lot.
+
+    `status` is the state of the reply message when a delivery report for it has arrived (its
+    status group, e.g. DELIVERED); before that, the record's own status (queued, sent, ...)."""
+    if not messages:
+        return messages
+    pipe = r.pipeline(transaction=False)
+    for message in messages:
+        pipe.hgetall(REPLY.format(message_id=message["messageId"]))
+    records = [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
+    ids = [rec.get("messageId") for rec in records]
+    reports = mget(r, [MESSAGE.format(t=keys.tag_of(i), message_id=i) for i in ids if i])
+    by_id = dict(zip([i for i in ids if i], reports, strict=True))
+    for message, rec in zip(messages, records, strict=True):
+        if rec:
+            message["reply"] = _reply_view(rec, by_id.get(rec.get("messageId")))
+    return messages
+
+
+def _reply_view(rec: dict[str, str], report_blob: bytes | None) -> dict[str, Any]:
+    shown: dict[str, Any] = {k: rec[k] for k in REPLY_SHOWN if rec.get(k)}
+    shown["attempts"] = int(rec.get("attempts") or 0)
+    if report_blob:
+        current = unpack(report_blob)
+        report = current["hist"][current["cur"]]
+        status = report.get("status") or {}
+        shown["status"] = status.get("groupName") or shown.get("status")
+        shown["report"] = {"status": status.get("name"), "error": (report.get("error") or {}).get("name"),
+                           "doneAt": report.get("doneAt")}
+    return shown
 
 
 # --- number checks (SMPP, SPEC §13) ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Replies to inbound messages: their record's shape and how the inbound views show them.
+"""Replies to inbound messages: their record's shape (app/store.py shows them with each inbound message).
 
 `reply:<inbound messageId>` is a hash written once, in the drain transaction that stores the
 MO (workers/optout.py), before anything is sent; workers/replies.py moves its `status` on:
@@ -17,17 +17,14 @@ reply, at Infobip too (its logs are searched by it).
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from redis import Redis
 
-from app import keys, store  # the modules: app.store imports this one
-from app.keys import MESSAGE, REPLY
+from app.keys import REPLY
 
 NAMESPACE = uuid.UUID("8f6d2a4e-3b1c-5d7e-9a0f-4c2b1e6d8a73")  # ours; any fixed UUID would do
 FIELDS = ("inbound", "messageId", "kind", "from", "to", "text", "status", "reason", "createdAt",
           "sentAt", "attempts", "attemptAt", "error")
-SHOWN = ("messageId", "kind", "text", "status", "reason", "createdAt", "sentAt", "attempts", "error")
 
 
 def reply_id(inbound_id: str) -> str:
@@ -38,36 +35,3 @@ def reply_id(inbound_id: str) -> str:
 def record(r: Redis, inbound_id: str) -> dict[str, str] | None:
     raw = r.hgetall(REPLY.format(message_id=inbound_id))
     return {k.decode(): v.decode() for k, v in raw.items()} or None
-
-
-def with_replies(r: Redis, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add `reply` to each inbound message that has one: two pipelined reads for the lot.
-
-    `status` is the state of the reply message when a delivery report for it has arrived (its
-    status group, e.g. DELIVERED); before that, the record's own status (queued, sent, ...)."""
-    if not messages:
-        return messages
-    pipe = r.pipeline(transaction=False)
-    for message in messages:
-        pipe.hgetall(REPLY.format(message_id=message["messageId"]))
-    records = [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
-    ids = [rec.get("messageId") for rec in records]
-    reports = store.mget(r, [MESSAGE.format(t=keys.tag_of(i), message_id=i) for i in ids if i])
-    by_id = dict(zip([i for i in ids if i], reports, strict=True))
-    for message, rec in zip(messages, records, strict=True):
-        if rec:
-            message["reply"] = view(rec, by_id.get(rec.get("messageId")))
-    return messages
-
-
-def view(rec: dict[str, str], report_blob: bytes | None) -> dict[str, Any]:
-    shown: dict[str, Any] = {k: rec[k] for k in SHOWN if rec.get(k)}
-    shown["attempts"] = int(rec.get("attempts") or 0)
-    if report_blob:
-        current = store.unpack(report_blob)
-        report = current["hist"][current["cur"]]
-        status = report.get("status") or {}
-        shown["status"] = status.get("groupName") or shown.get("status")
-        shown["report"] = {"status": status.get("name"), "error": (report.get("error") or {}).get("name"),
-                           "doneAt": report.get("doneAt")}
-    return shown
