@@ -25,19 +25,24 @@ from app.keys import lane_of
 PARSERS = {"dlr": dlr, "mo": mo, "number": number, "send": sends}  # "send": a send record (app/sends.py)
 
 
-def validate(kind: str, raw_items: list[Any], language: str = "en",
+def validate(kind: str, raw_items: list[Any], language: str = "en", source: str | None = None,
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(normalized `data` of the valid items, `{"index", "errors"}` of the others). `language`
-    is that of the descriptions filled in from the code tables (`CODE_DESCRIPTIONS`)."""
+    is that of the descriptions filled in from the code tables (`CODE_DESCRIPTIONS`); `source`,
+    when given, is set on each valid item (push, pull, logs, smpp: SPEC §9 provenance)."""
     if kind == "dlr":
-        return dlr.load_all(raw_items, language)  # a bucket of up to 100 reports in one pass
-    parser = PARSERS[kind]
-    accepted, rejected = [], []
-    for index, item in enumerate(raw_items):
-        try:
-            accepted.append(parser.load(item))
-        except ValidationError as err:
-            rejected.append({"index": index, "errors": err.messages})
+        accepted, rejected = dlr.load_all(raw_items, language)  # a bucket of reports in one pass
+    else:
+        parser = PARSERS[kind]
+        accepted, rejected = [], []
+        for index, item in enumerate(raw_items):
+            try:
+                accepted.append(parser.load(item))
+            except ValidationError as err:
+                rejected.append({"index": index, "errors": err.messages})
+    if source is not None:
+        for data in accepted:
+            data["source"] = source
     return accepted, rejected
 
 
@@ -68,9 +73,7 @@ def accept(r: Redis, config: Mapping[str, Any], kind: str, raw_items: list[Any],
     REDIS_MIN_REPLICAS replicas); raises the RedisError (or NotReplicated) otherwise: then the
     adapter must not acknowledge the input (what was written is applied once all the same).
     `path` and `content_type` say where a quarantine replay sends `body`."""
-    accepted, rejected = validate(kind, raw_items, config.get("CODE_DESCRIPTIONS", "en"))
-    for data in accepted:
-        data["source"] = source
+    accepted, rejected = validate(kind, raw_items, config.get("CODE_DESCRIPTIONS", "en"), source)
     entry = None
     if rejected:
         entry = quarantine.record_input(source, path, content_type, reason(kind, rejected), rejected, body)

@@ -90,10 +90,7 @@ class IngestView(MethodView):
         return found
 
     def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        accepted, rejected = handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"])
-        for data in accepted:
-            data["source"] = self.source
-        return accepted, rejected
+        return handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"], self.source)
 
     def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
         return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
@@ -102,6 +99,7 @@ class IngestView(MethodView):
 class DeliveryReportView(IngestView):
     kind = "dlr"
     parser = dlr
+
 
 class InboundView(IngestView):
     """MO forwards: GET is Infobip's default, POST on request. Path placeholders of
