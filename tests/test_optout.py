@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app import enqueue, keys
 from app.keys import REPLIES_DUE
 from app.optout.replies import reply_id
 from tests.conftest import API_KEY, basic_header
@@ -147,7 +148,7 @@ def test_manual_opt_out_and_lift(service, r, work):
 def test_a_change_must_say_which_receiver_or_all(service, r, body):
     got = change(service, "PUT", SENDER, body)
     assert got.status_code == 400 and got.json["error"] == "invalid_payload"
-    assert r.llen("inbox:0") + r.llen("inbox:1") + r.llen("inbox:2") + r.llen("inbox:3") == 0
+    assert sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 0
 
 
 def test_the_api_needs_its_key(service):
@@ -214,7 +215,7 @@ def test_each_reply_is_recorded_once_with_its_derived_message_id(service, r, wor
     shown = inbound(service, "mo-1")["reply"]
     assert (shown["kind"], shown["text"], shown["messageId"]) == (kind, reply, reply_id("mo-1"))
     assert shown["status"] == "disabled" and shown["attempts"] == 0  # no INFOBIP_BASE_URL: never sent
-    assert r.zcard(REPLIES_DUE) == 0
+    assert r.zcard(REPLIES_DUE.format(t=keys.tag_of(SENDER))) == 0
     listed = service.api.get("/api/inbound", **{"from": SENDER}).json["results"]
     assert listed[0]["reply"] == shown
 
@@ -241,7 +242,8 @@ def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(servi
             if not written:  # once: the re-run finds the list as the other lane left it
                 entry = {"since": "2026-01-01T00:00:00.000Z", "keyword": None, "messageId": None,
                          "source": "api", "note": "other lane"}
-                written.append(r.hset(f"optout:{SENDER}", RECEIVER, orjson.dumps(entry)))
+                key = keys.OPTOUT.format(t=keys.tag_of(SENDER), msisdn=SENDER)
+                written.append(r.hset(key, RECEIVER, orjson.dumps(entry)))
 
     monkeypatch.setattr(drain, "OptOutState", Meanwhile)
     mo(service, "STOP", "mo-1")

@@ -157,7 +157,7 @@ def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
             return None if r.get(channel.lock) == job_id.encode() else False
     fanout.kick(r)
     if state.optout.queued:
-        kick_replies(r)
+        kick_replies(r, keys.tag(lane))  # the batch's replies are in its lane (its senders')
     # Too few replicas confirmed the batch (REDIS_MIN_REPLICAS): fail the job, and RQ runs it
     # again (same id). On this primary the batch is applied and gone, so the re-run goes on with
     # the next one; on a replica promoted without it, the batch is still claimed there and the
