@@ -181,8 +181,9 @@ class OptOutState:
             t = keys.tag_of(reply["to"])  # the inbound message's sender
             due = str(epoch(reply["createdAt"])) if reply["status"] == "queued" else ""
             fields = [x for pair in reply.items() for x in pair]
-            pipe.eval(_RECORD, 2, REPLY.format(t=t, message_id=reply["inbound"]), REPLIES_DUE.format(t=t),
-                      self.retention, due, reply["inbound"], *fields)
+            record = REPLY.format(t=t, message_id=reply["inbound"])
+            pipe.execute_command("EVAL", _RECORD, 2, record, REPLIES_DUE.format(t=t),  # a cluster pipeline has no eval()
+                                 self.retention, due, reply["inbound"], *fields)
 
     @property
     def queued(self) -> bool:
