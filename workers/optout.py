@@ -182,7 +182,8 @@ class OptOutState:
             due = str(epoch(reply["createdAt"])) if reply["status"] == "queued" else ""
             fields = [x for pair in reply.items() for x in pair]
             record = REPLY.format(t=t, message_id=reply["inbound"])
-            pipe.execute_command("EVAL", _RECORD, 2, record, REPLIES_DUE.format(t=t),  # a cluster pipeline has no eval()
+            # execute_command: redis-py's cluster pipeline has no eval().
+            pipe.execute_command("EVAL", _RECORD, 2, record, REPLIES_DUE.format(t=t),
                                  self.retention, due, reply["inbound"], *fields)
 
     @property
