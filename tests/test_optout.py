@@ -229,9 +229,10 @@ def test_no_reply_text_no_reply(service, work, text):
 
 
 def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(service, r, work, monkeypatch):
-    """Two lanes can hold MO of one sender: the drain WATCHes the sender's list, so an entry
-    written between its read and its write (here: by a manual change applied in another lane)
-    makes it read again, and it decides on the list as it is: no second opt-out event."""
+    """MO of one sender are laned by the sender, but on one Redis a DRAIN_LANES change can put
+    them in two lanes for a moment: the drain WATCHes the sender's list, so an entry written
+    between its read and its write (here: as by a manual change applied in another lane) makes
+    it read again, and it decides on the list as it is: no second opt-out event."""
     from workers import drain, optout
 
     written = []
