@@ -9,9 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
 
 from app import enqueue, keys
-from app.keys import REPLIES_DUE
+from app.keys import OPTOUT_BY_RECEIVER, OPTOUT_INDEX, REPLIES_DUE, REPLY, lane_of
 from app.optout.replies import reply_id
 from tests.conftest import API_KEY, basic_header
 from tests.consumers import routes_text, stream_consumer
@@ -254,6 +255,24 @@ def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(servi
     assert scope["note"] == "other lane"  # not overwritten by a decision made on a stale read
     assert contact_events(r) == []  # the sender was already opted out when the batch applied
     assert inbound(service, "mo-1")["reply"]["kind"] == "stop"  # the MO itself applied once
+
+
+def test_a_numbers_list_and_replies_live_in_its_lanes_slot(service, r, work):
+    """One lane owns a number (its MO are laned by it): its list, its replies and the lane's
+    indexes carry that lane's tag, so on a cluster the drain's transaction stays in one slot.
+    On one Redis the names are those of before tags (empty)."""
+    mo(service, "STOP", "mo-1")
+    work()
+    lane = lane_of(SENDER, 4)
+    t = keys.tag(lane)
+    names = [keys.OPTOUT.format(t=t, msisdn=SENDER), REPLY.format(t=t, message_id="mo-1"),
+             OPTOUT_INDEX.format(t=t), OPTOUT_BY_RECEIVER.format(t=t, receiver=RECEIVER)]
+    assert [r.exists(name) for name in names] == [1, 1, 1, 1]
+    if keys.sharded():
+        slots = {key_slot(name.encode()) for name in [*names, enqueue.lane(lane).inbox]}
+        assert len(slots) == 1
+    else:
+        assert names == [f"optout:{SENDER}", "reply:mo-1", "ix:optout", f"ix:optout:rcv:{RECEIVER}"]
 
 
 def test_the_command_line_scrubs_a_number_list(service, work, tmp_path):

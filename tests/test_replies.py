@@ -130,9 +130,11 @@ def test_a_refused_send(service, fake_infobip, r, work, status, outcome, due):
 def test_at_most_the_cap_per_sender_per_hour(service, fake_infobip, work):
     for n in range(4):
         mo(service, f"hello {n}", f"mo-{n}")
-    mo(service, "hello", "other-1", sender="38598222")  # another sender has a cap of its own
+    # Another sender has a cap of its own; it is in another lane (3, SENDER's is 2), whose replies
+    # another job sends on a cluster.
+    mo(service, "hello", "other-1", sender="38598444")
     work()
-    assert sorted(s["to"] for s in fake_infobip.control.sends()) == ["38598111", "38598111", "38598222"]
+    assert sorted(s["to"] for s in fake_infobip.control.sends()) == ["38598111", "38598111", "38598444"]
     statuses = [reply_of(service, f"mo-{n}")["status"] for n in range(4)]
     assert sorted(statuses) == ["sent", "sent", "suppressed", "suppressed"]
     assert "replies_per_sender_per_hour" in reply_of(service, "mo-3")["reason"]
