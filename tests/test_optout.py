@@ -275,6 +275,28 @@ def test_a_numbers_list_and_replies_live_in_its_lanes_slot(service, r, work):
         assert names == [f"optout:{SENDER}", "reply:mo-1", "ix:optout", f"ix:optout:rcv:{RECEIVER}"]
 
 
+def test_an_mo_queued_in_another_lane_than_its_senders_is_applied_once(service, r, work):
+    """As items queued before MO were laned by sender (or by a web process with another
+    DRAIN_LANES): on a cluster the drain forwards them to the sender's lane, where its list and
+    replies live (applied in the wrong lane, the transaction would be refused as CROSSSLOT); on
+    one Redis any lane applies them. Either way: applied once, no lane stuck."""
+    wrong = (lane_of(SENDER, 4) + 1) % 4
+    data = {"messageId": "mo-1", "from": SENDER, "to": RECEIVER, "text": "STOP", "cleanText": "",
+            "keyword": "STOP", "receivedAt": "2026-01-01T00:00:00.000Z", "smsCount": 1, "parts": 1,
+            "incomplete": False, "route": None, "warnings": []}
+    change = {"msisdn": OTHER, "action": "optout", "receiver": "*", "note": None, "changeId": "c-1",
+              "source": "api"}
+    envelopes = [{"kind": "mo", "receivedAt": data["receivedAt"], "data": data},
+                 {"kind": "optout", "receivedAt": data["receivedAt"], "data": change}]
+    for _ in range(2):  # and a resend, as a killed drain's re-run forwards it again
+        enqueue.push(r, [enqueue.Write({wrong: enqueue.encode(envelopes)})])
+        work()
+    assert lookup(service)["optedOut"] is True and lookup(service, OTHER)["optedOut"] is True
+    assert sorted(e["data"]["msisdn"] for e in contact_events(r)) == sorted([SENDER, OTHER])
+    assert inbound(service, "mo-1")["reply"]["kind"] == "stop"
+    assert sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 0
+
+
 def test_the_command_line_scrubs_a_number_list(service, work, tmp_path):
     change(service, "PUT", "41790000007", {"receiver": RECEIVER})
     change(service, "PUT", "41790000042", {"all": True})

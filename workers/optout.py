@@ -28,7 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
-from app import events, keys
+from app import enqueue, events, keys
 from app.clock import epoch, now_text
 from app.connection import queue_client
 from app.enqueue import DRAIN_RETRY, LOCK_TTL, new_job_id
@@ -40,6 +40,7 @@ from app.keys import (
     REPLIES_DUE,
     REPLIES_LOCK,
     REPLY,
+    lane_of,
 )
 from app.optout.lists import ALL
 from app.optout.replies import reply_id
@@ -189,6 +190,34 @@ class OptOutState:
     @property
     def queued(self) -> bool:
         return any(reply["status"] == "queued" for reply in self.replies)
+
+
+_BY_NUMBER = (b'{"kind":"mo"', b'{"kind":"optout"')  # how every such envelope begins (orjson, kind first)
+
+
+def forward_strays(r: Redis, lane: int, lanes: int, items: list[bytes]) -> list[bytes]:
+    """On a cluster: move the MO and opt-out items of a number another lane owns to that lane,
+    and return the rest. Such items were queued before MO were laned by sender, or by a process
+    with another DRAIN_LANES; applied here, their opt-out and reply keys (in the number's lane)
+    would be refused as CROSSSLOT, and the batch with them, again and again. At least once: a
+    job killed before its batch applies forwards them again, and the owning lane drops the resend
+    (dedupe by messageId; a change already made is no change)."""
+    mine: list[bytes] = []
+    strays: dict[int, list[bytes]] = {}
+    for item in items:
+        number = None
+        if item.startswith(_BY_NUMBER):  # cheap, and a DLR is never decoded twice
+            envelope = orjson.loads(item)
+            data = envelope["data"]
+            number = {"mo": data.get("from"), "optout": data.get("msisdn")}.get(envelope["kind"])
+        owner = lane_of(number, lanes) if number else lane
+        if owner == lane:
+            mine.append(item)
+        else:
+            strays.setdefault(owner, []).append(item)
+    if strays:
+        enqueue.push(r, [enqueue.Write(strays)])
+    return mine
 
 
 def _optout_key(msisdn: str) -> str:
