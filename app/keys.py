@@ -147,11 +147,16 @@ RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /a
 RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"
 
 # --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
-# Opt-outs never expire: a STOP holds until START or a manual lift.
-OPTOUT = "optout:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}
-OPTOUT_INDEX = "ix:optout"  # zset "<msisdn>|<receiver>" -> since (epoch seconds), for the list
-OPTOUT_BY_RECEIVER = "ix:optout:rcv:{receiver}"  # zset msisdn -> since; receiver "*" too
-REPLY = "reply:{message_id}"  # hash: the reply to inbound message <id>, recorded before it is sent
-REPLIES_DUE = "replies:due"  # zset inbound messageId -> when its reply is next tried (epoch)
-REPLIES_LOCK = "replies:lock"  # value: id of the one job sending replies
-REPLIES_SENT = "replies:sent:{msisdn}"  # zset reply messageId -> sent (epoch): the hourly cap
+# Opt-outs never expire: a STOP holds until START or a manual lift. MO and manual changes are
+# laned by the sender's number (app/mo.py `lane_key`, app/optout/lists.py), so one lane owns a
+# number's list, its replies and its reply cap: `{t}` here is `tag_of(<number>)`, the lane of the
+# MO's sender (for a reply: of the inbound message's `from`). The drain transaction that applies
+# a STOP and the reply job's `_BEGIN` script then touch one slot. The indexes, the due replies and
+# the reply job's lock are per lane; their readers merge the lanes (`keys.tags()`).
+OPTOUT = "optout{t}:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}
+OPTOUT_INDEX = "ix:optout{t}"  # zset "<msisdn>|<receiver>" -> since (epoch seconds), for the list
+OPTOUT_BY_RECEIVER = "ix:optout:rcv{t}:{receiver}"  # zset msisdn -> since; receiver "*" too
+REPLY = "reply{t}:{message_id}"  # hash: the reply to inbound message <id>, recorded before it is sent
+REPLIES_DUE = "replies:due{t}"  # zset inbound messageId -> when its reply is next tried (epoch)
+REPLIES_LOCK = "replies:lock{t}"  # value: id of the one job sending the lane's replies
+REPLIES_SENT = "replies:sent{t}:{msisdn}"  # zset reply messageId -> sent (epoch): the hourly cap

@@ -132,8 +132,10 @@ def load(tagged: tuple[str, Any]) -> dict[str, Any]:
 
 
 def lane_key(data: dict[str, Any]) -> str:
-    """All parts of one long message meet in one lane; whole messages spread by id."""
-    return data["part"]["key"] if data.get("part") else data["messageId"]
+    """The sender: one lane owns a number's MO, so all parts of a long message meet in one lane
+    (their key starts with the sender), a resend meets its first copy, and the lane that applies
+    a STOP owns the sender's opt-out list and replies (app/keys.py §11; on a cluster, one slot)."""
+    return data["from"]
 
 
 def _load_forward(item: dict[str, str]) -> dict[str, Any]:

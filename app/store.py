@@ -312,7 +312,8 @@ def _with_replies(r: Redis, messages: list[dict[str, Any]]) -> list[dict[str, An
         return messages
     pipe = r.pipeline(transaction=False)
     for message in messages:
-        pipe.hgetall(REPLY.format(message_id=message["messageId"]))
+        # In the lane of the message's sender (app/keys.py §11), as the drain recorded it.
+        pipe.hgetall(REPLY.format(t=keys.tag_of(message.get("from") or ""), message_id=message["messageId"]))
     records = [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
     ids = [rec.get("messageId") for rec in records]
     reports = mget(r, [MESSAGE.format(t=keys.tag_of(i), message_id=i) for i in ids if i])

@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
 
-from app.keys import REPLIES_DUE
+from app import enqueue, keys
+from app.keys import OPTOUT_BY_RECEIVER, OPTOUT_INDEX, REPLIES_DUE, REPLY, lane_of
 from app.optout.replies import reply_id
 from tests.conftest import API_KEY, basic_header
 from tests.consumers import routes_text, stream_consumer
@@ -147,7 +149,7 @@ def test_manual_opt_out_and_lift(service, r, work):
 def test_a_change_must_say_which_receiver_or_all(service, r, body):
     got = change(service, "PUT", SENDER, body)
     assert got.status_code == 400 and got.json["error"] == "invalid_payload"
-    assert r.llen("inbox:0") + r.llen("inbox:1") + r.llen("inbox:2") + r.llen("inbox:3") == 0
+    assert sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 0
 
 
 def test_the_api_needs_its_key(service):
@@ -214,7 +216,7 @@ def test_each_reply_is_recorded_once_with_its_derived_message_id(service, r, wor
     shown = inbound(service, "mo-1")["reply"]
     assert (shown["kind"], shown["text"], shown["messageId"]) == (kind, reply, reply_id("mo-1"))
     assert shown["status"] == "disabled" and shown["attempts"] == 0  # no INFOBIP_BASE_URL: never sent
-    assert r.zcard(REPLIES_DUE) == 0
+    assert r.zcard(REPLIES_DUE.format(t=keys.tag_of(SENDER))) == 0
     listed = service.api.get("/api/inbound", **{"from": SENDER}).json["results"]
     assert listed[0]["reply"] == shown
 
@@ -228,9 +230,10 @@ def test_no_reply_text_no_reply(service, work, text):
 
 
 def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(service, r, work, monkeypatch):
-    """Two lanes can hold MO of one sender: the drain WATCHes the sender's list, so an entry
-    written between its read and its write (here: by a manual change applied in another lane)
-    makes it read again, and it decides on the list as it is: no second opt-out event."""
+    """MO of one sender are laned by the sender, but on one Redis a DRAIN_LANES change can put
+    them in two lanes for a moment: the drain WATCHes the sender's list, so an entry written
+    between its read and its write (here: as by a manual change applied in another lane) makes
+    it read again, and it decides on the list as it is: no second opt-out event."""
     from workers import drain, optout
 
     written = []
@@ -241,7 +244,8 @@ def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(servi
             if not written:  # once: the re-run finds the list as the other lane left it
                 entry = {"since": "2026-01-01T00:00:00.000Z", "keyword": None, "messageId": None,
                          "source": "api", "note": "other lane"}
-                written.append(r.hset(f"optout:{SENDER}", RECEIVER, orjson.dumps(entry)))
+                key = keys.OPTOUT.format(t=keys.tag_of(SENDER), msisdn=SENDER)
+                written.append(r.hset(key, RECEIVER, orjson.dumps(entry)))
 
     monkeypatch.setattr(drain, "OptOutState", Meanwhile)
     mo(service, "STOP", "mo-1")
@@ -251,6 +255,46 @@ def test_a_change_made_meanwhile_by_another_lane_makes_the_batch_run_again(servi
     assert scope["note"] == "other lane"  # not overwritten by a decision made on a stale read
     assert contact_events(r) == []  # the sender was already opted out when the batch applied
     assert inbound(service, "mo-1")["reply"]["kind"] == "stop"  # the MO itself applied once
+
+
+def test_a_numbers_list_and_replies_live_in_its_lanes_slot(service, r, work):
+    """One lane owns a number (its MO are laned by it): its list, its replies and the lane's
+    indexes carry that lane's tag, so on a cluster the drain's transaction stays in one slot.
+    On one Redis the names are those of before tags (empty)."""
+    mo(service, "STOP", "mo-1")
+    work()
+    lane = lane_of(SENDER, 4)
+    t = keys.tag(lane)
+    names = [keys.OPTOUT.format(t=t, msisdn=SENDER), REPLY.format(t=t, message_id="mo-1"),
+             OPTOUT_INDEX.format(t=t), OPTOUT_BY_RECEIVER.format(t=t, receiver=RECEIVER)]
+    assert [r.exists(name) for name in names] == [1, 1, 1, 1]
+    if keys.sharded():
+        slots = {key_slot(name.encode()) for name in [*names, enqueue.lane(lane).inbox]}
+        assert len(slots) == 1
+    else:
+        assert names == [f"optout:{SENDER}", "reply:mo-1", "ix:optout", f"ix:optout:rcv:{RECEIVER}"]
+
+
+def test_an_mo_queued_in_another_lane_than_its_senders_is_applied_once(service, r, work):
+    """As items queued before MO were laned by sender (or by a web process with another
+    DRAIN_LANES): on a cluster the drain forwards them to the sender's lane, where its list and
+    replies live (applied in the wrong lane, the transaction would be refused as CROSSSLOT); on
+    one Redis any lane applies them. Either way: applied once, no lane stuck."""
+    wrong = (lane_of(SENDER, 4) + 1) % 4
+    data = {"messageId": "mo-1", "from": SENDER, "to": RECEIVER, "text": "STOP", "cleanText": "",
+            "keyword": "STOP", "receivedAt": "2026-01-01T00:00:00.000Z", "smsCount": 1, "parts": 1,
+            "incomplete": False, "route": None, "warnings": []}
+    change = {"msisdn": OTHER, "action": "optout", "receiver": "*", "note": None, "changeId": "c-1",
+              "source": "api"}
+    envelopes = [{"kind": "mo", "receivedAt": data["receivedAt"], "data": data},
+                 {"kind": "optout", "receivedAt": data["receivedAt"], "data": change}]
+    for _ in range(2):  # and a resend, as a killed drain's re-run forwards it again
+        enqueue.push(r, [enqueue.Write({wrong: enqueue.encode(envelopes)})])
+        work()
+    assert lookup(service)["optedOut"] is True and lookup(service, OTHER)["optedOut"] is True
+    assert sorted(e["data"]["msisdn"] for e in contact_events(r)) == sorted([SENDER, OTHER])
+    assert inbound(service, "mo-1")["reply"]["kind"] == "stop"
+    assert sum(r.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 0
 
 
 def test_the_command_line_scrubs_a_number_list(service, work, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from app import keys
 from app.infobip import status
 from app.keys import REPLIES_DUE
 from app.optout.replies import reply_id
@@ -86,10 +87,10 @@ def test_a_5xx_is_retried_with_backoff_and_sent_once(service, fake_infobip, r, w
     assert fake_infobip.control.sends() == []
     shown = reply_of(service, "mo-1")
     assert shown["status"] == "queued" and "503" in shown["error"]
-    [(_member, due)] = r.zrange(REPLIES_DUE, 0, -1, withscores=True)
+    [(_member, due)] = r.zrange(REPLIES_DUE.format(t=keys.tag_of(SENDER)), 0, -1, withscores=True)
     assert due >= status.blocked_until(r, "send") - 0.01  # not before the client's own pause ends
     wait_for(lambda: time.time() >= due, 15, "the backoff to pass")
-    send_due(r, "test-job")
+    send_due(r, "test-job", keys.tag_of(SENDER))
     [sent] = fake_infobip.control.sends()
     assert sent["text"] == "Entry 7 received." and reply_of(service, "mo-1")["status"] == "sent"
 
@@ -121,16 +122,19 @@ def test_a_refused_send(service, fake_infobip, r, work, status, outcome, due):
     mo(service, "STOP", "mo-1")
     work()
     shown = reply_of(service, "mo-1")
-    assert shown["status"] == outcome and str(status) in shown["error"] and r.zcard(REPLIES_DUE) == due
+    assert shown["status"] == outcome and str(status) in shown["error"]
+    assert r.zcard(REPLIES_DUE.format(t=keys.tag_of(SENDER))) == due
     assert fake_infobip.control.sends() == []
 
 
 def test_at_most_the_cap_per_sender_per_hour(service, fake_infobip, work):
     for n in range(4):
         mo(service, f"hello {n}", f"mo-{n}")
-    mo(service, "hello", "other-1", sender="38598222")  # another sender has a cap of its own
+    # Another sender has a cap of its own; it is in another lane (3, SENDER's is 2), whose replies
+    # another job sends on a cluster.
+    mo(service, "hello", "other-1", sender="38598444")
     work()
-    assert sorted(s["to"] for s in fake_infobip.control.sends()) == ["38598111", "38598111", "38598222"]
+    assert sorted(s["to"] for s in fake_infobip.control.sends()) == ["38598111", "38598111", "38598444"]
     statuses = [reply_of(service, f"mo-{n}")["status"] for n in range(4)]
     assert sorted(statuses) == ["sent", "sent", "suppressed", "suppressed"]
     assert "replies_per_sender_per_hour" in reply_of(service, "mo-3")["reason"]

@@ -30,7 +30,7 @@ from workers import aggregates
 from workers.fanout import Fanout
 from workers.inbound import InboundState
 from workers.numbers import NumberState
-from workers.optout import OptOutState, kick_replies
+from workers.optout import OptOutState, forward_strays, kick_replies
 from workers.settings import routes, settings
 from workers.state import DeliveryState
 
@@ -62,6 +62,8 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
             if channel.release(r, job_id) and channel.own(r, job_id):
                 continue  # work arrived while we were releasing
             break
+        if keys.sharded():  # MO and opt-outs of a number another lane owns go there (optout.py)
+            items = forward_strays(r, lane, settings()["DRAIN_LANES"], items)
         if not apply_batch(r, lane, job_id, items, totals):
             totals["handedBack"] += channel.hand_back(r, job_id)
             break
@@ -157,7 +159,7 @@ def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
             return None if r.get(channel.lock) == job_id.encode() else False
     fanout.kick(r)
     if state.optout.queued:
-        kick_replies(r)
+        kick_replies(r, keys.tag(lane))  # the batch's replies are in its lane (its senders')
     # Too few replicas confirmed the batch (REDIS_MIN_REPLICAS): fail the job, and RQ runs it
     # again (same id). On this primary the batch is applied and gone, so the re-run goes on with
     # the next one; on a replica promoted without it, the batch is still claimed there and the

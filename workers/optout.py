@@ -11,8 +11,11 @@ it sees each inbound message once: a resent MO or a re-run batch changes nothing
   and are applied here the same way.
 - The reply (stop/start/help text, else the route's `reply:`) is recorded with its messageId
   and queued in `replies:due`; workers/replies.py sends it after the transaction.
-The sender's `optout:` hash is WATCHed: MO of one sender may drain in two lanes at once, so a
-concurrent change makes the batch re-run instead of deciding on a stale list.
+MO and manual changes are laned by the number (app/mo.py `lane_key`), so the list, the reply
+record and the due replies of a number carry this lane's tag: on a Redis Cluster the
+transaction stays in the lane's slot. The number's `optout:` hash is still WATCHed: on one
+Redis, where DRAIN_LANES may change at any time, MO of one sender may drain in two lanes for a
+moment, and a concurrent change then makes the batch re-run instead of deciding on a stale list.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
-from app import events
+from app import enqueue, events, keys
 from app.clock import epoch, now_text
 from app.connection import queue_client
 from app.enqueue import DRAIN_RETRY, LOCK_TTL, new_job_id
@@ -37,6 +40,7 @@ from app.keys import (
     REPLIES_DUE,
     REPLIES_LOCK,
     REPLY,
+    lane_of,
 )
 from app.optout.lists import ALL
 from app.optout.replies import reply_id
@@ -72,11 +76,11 @@ class OptOutState:
         numbers = sorted({self._changes_list(e) for e in envelopes} - {None, ""})
         if not numbers:
             return
-        keys = [OPTOUT.format(msisdn=n) for n in numbers]
-        pipe.watch(*keys)
+        names = [_optout_key(n) for n in numbers]
+        pipe.watch(*names)
         read = r.pipeline(transaction=False)
-        for key in keys:
-            read.hgetall(key)
+        for name in names:
+            read.hgetall(name)
         for number, raw in zip(numbers, read.execute(), strict=True):
             self.lists[number] = {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
@@ -93,7 +97,7 @@ class OptOutState:
         """A sender's entries; read now (and watched) if the batch did not name it (a flushed
         long MO only names its parts' key)."""
         if msisdn not in self.lists and self._r is not None:
-            key = OPTOUT.format(msisdn=msisdn)
+            key = _optout_key(msisdn)
             self._watch(key)
             self.lists[msisdn] = {k.decode(): orjson.loads(v) for k, v in self._r.hgetall(key).items()}
         return self.lists.setdefault(msisdn, {})
@@ -163,39 +167,79 @@ class OptOutState:
 
     def write(self, pipe: Pipeline) -> None:
         for msisdn, scope, entry in self.changes:
-            key, member = OPTOUT.format(msisdn=msisdn), f"{msisdn}|{scope}"
-            by_receiver = OPTOUT_BY_RECEIVER.format(receiver=scope)
+            t = keys.tag_of(msisdn)
+            key, member = _optout_key(msisdn), f"{msisdn}|{scope}"
+            index, by_receiver = OPTOUT_INDEX.format(t=t), OPTOUT_BY_RECEIVER.format(t=t, receiver=scope)
             if entry is None:
                 pipe.hdel(key, scope)
-                pipe.zrem(OPTOUT_INDEX, member)
+                pipe.zrem(index, member)
                 pipe.zrem(by_receiver, msisdn)
             else:
                 pipe.hset(key, scope, orjson.dumps(entry))
-                pipe.zadd(OPTOUT_INDEX, {member: epoch(entry["since"])})
+                pipe.zadd(index, {member: epoch(entry["since"])})
                 pipe.zadd(by_receiver, {msisdn: epoch(entry["since"])})
         for reply in self.replies:
+            t = keys.tag_of(reply["to"])  # the inbound message's sender
             due = str(epoch(reply["createdAt"])) if reply["status"] == "queued" else ""
             fields = [x for pair in reply.items() for x in pair]
-            pipe.eval(_RECORD, 2, REPLY.format(message_id=reply["inbound"]), REPLIES_DUE,
-                      self.retention, due, reply["inbound"], *fields)
+            record = REPLY.format(t=t, message_id=reply["inbound"])
+            # execute_command: redis-py's cluster pipeline has no eval().
+            pipe.execute_command("EVAL", _RECORD, 2, record, REPLIES_DUE.format(t=t),
+                                 self.retention, due, reply["inbound"], *fields)
 
     @property
     def queued(self) -> bool:
         return any(reply["status"] == "queued" for reply in self.replies)
 
 
-def kick_replies(r: Redis) -> bool:
-    """Start the reply sender unless one runs (its lock is the job id, as the lanes')."""
+_BY_NUMBER = (b'{"kind":"mo"', b'{"kind":"optout"')  # how every such envelope begins (orjson, kind first)
+
+
+def forward_strays(r: Redis, lane: int, lanes: int, items: list[bytes]) -> list[bytes]:
+    """On a cluster: move the MO and opt-out items of a number another lane owns to that lane,
+    and return the rest. Such items were queued before MO were laned by sender, or by a process
+    with another DRAIN_LANES; applied here, their opt-out and reply keys (in the number's lane)
+    would be refused as CROSSSLOT, and the batch with them, again and again. At least once: a
+    job killed before its batch applies forwards them again, and the owning lane drops the resend
+    (dedupe by messageId; a change already made is no change)."""
+    mine: list[bytes] = []
+    strays: dict[int, list[bytes]] = {}
+    for item in items:
+        number = None
+        if item.startswith(_BY_NUMBER):  # cheap, and a DLR is never decoded twice
+            envelope = orjson.loads(item)
+            data = envelope["data"]
+            number = {"mo": data.get("from"), "optout": data.get("msisdn")}.get(envelope["kind"])
+        owner = lane_of(number, lanes) if number else lane
+        if owner == lane:
+            mine.append(item)
+        else:
+            strays.setdefault(owner, []).append(item)
+    if strays:
+        enqueue.push(r, [enqueue.Write(strays)])
+    return mine
+
+
+def _optout_key(msisdn: str) -> str:
+    return OPTOUT.format(t=keys.tag_of(msisdn), msisdn=msisdn)
+
+
+def kick_replies(r: Redis, t: str) -> bool:
+    """Start the sender of the replies of the lane tagged `t` unless one runs (its lock is the
+    job id, as the lanes'). One Redis has one sender for every lane (`t` is empty)."""
     job_id = new_job_id()
-    if r.set(REPLIES_LOCK, job_id, nx=True, ex=LOCK_TTL):
+    if r.set(REPLIES_LOCK.format(t=t), job_id, nx=True, ex=LOCK_TTL):
         Queue(DELIVERY_QUEUE, connection=queue_client(r)).enqueue(
-            "workers.replies.run", job_id=job_id, retry=DRAIN_RETRY, job_timeout=600, result_ttl=0,
-            description="replies")
+            "workers.replies.run", t, job_id=job_id, retry=DRAIN_RETRY, job_timeout=600, result_ttl=0,
+            description=f"replies{t}")
         return True
     return False
 
 
 def kick_replies_if_due(r: Redis, now: float) -> int:
-    """For the sweep: a reply due and no sender (a killed job's lock lapsed) starts one."""
-    due = r.zrangebyscore(REPLIES_DUE, "-inf", now, start=0, num=1)
-    return int(bool(due) and kick_replies(r))
+    """For the sweep: a lane with a reply due and no sender (a killed job's lock lapsed) gets one."""
+    kicked = 0
+    for t in keys.tags():
+        due = r.zrangebyscore(REPLIES_DUE.format(t=t), "-inf", now, start=0, num=1)
+        kicked += int(bool(due) and kick_replies(r, t))
+    return kicked

@@ -3,7 +3,9 @@ nothing fails for good.
 
 The drain job records a reply (`reply:<inbound id>`, app/optout/replies.py) and queues it in
 `replies:due` in the transaction that stores its MO. This job, one at a time (`replies:lock`,
-as the lanes'), on the `deliveries` queue, sends what is due:
+as the lanes'), on the `deliveries` queue, sends what is due. On a Redis Cluster these keys and
+the ones below carry the tag of the lane of the MO's sender (app/keys.py §11), and each lane has
+its own due replies, lock and job (its argument `t` is the lane's tag; one Redis has one job):
 
 1. `_BEGIN`, one atomic step: a route reply to a number that opted out is `suppressed`; so is
    any reply past `replies_per_sender_per_hour` for its number (a sliding hour of sent reply
@@ -98,75 +100,77 @@ return 0
 """
 
 
-def run() -> dict[str, int]:
+def run(t: str = "") -> dict[str, int]:
     job = get_current_job()
-    return send_due(data_client(job.connection), job.id)
+    return send_due(data_client(job.connection), job.id, t)
 
 
-def send_due(r: Redis, job_id: str, budget: float = TIME_BUDGET) -> dict[str, int]:
+def send_due(r: Redis, job_id: str, t: str, budget: float = TIME_BUDGET) -> dict[str, int]:
+    """Send the due replies of the lane tagged `t` (every lane on one Redis: `t` is empty)."""
     totals: Counter[str] = Counter()
-    if not r.eval(_OWN, 1, REPLIES_LOCK, job_id, LOCK_TTL):
+    lock, due_replies = REPLIES_LOCK.format(t=t), REPLIES_DUE.format(t=t)
+    if not r.eval(_OWN, 1, lock, job_id, LOCK_TTL):
         return dict(totals)
     cfg = settings()
     client = InfobipClient.from_config(cfg, r)
     deadline = time.monotonic() + budget
     while True:
-        due = r.zrangebyscore(REPLIES_DUE, "-inf", time.time(), start=0, num=BATCH)
+        due = r.zrangebyscore(due_replies, "-inf", time.time(), start=0, num=BATCH)
         if not due:
-            if r.eval(_RELEASE, 2, REPLIES_LOCK, REPLIES_DUE, job_id, time.time()) and \
-                    r.eval(_OWN, 1, REPLIES_LOCK, job_id, LOCK_TTL):
+            if r.eval(_RELEASE, 2, lock, due_replies, job_id, time.time()) and \
+                    r.eval(_OWN, 1, lock, job_id, LOCK_TTL):
                 continue  # a reply became due while we were letting go
             break
         for inbound_id in (i.decode() for i in due):
             # Still ours, for one more call: a job whose lock lapsed (it was too slow) stops here
             # rather than work beside the one the sweep started.
-            if not r.eval(_OWN, 1, REPLIES_LOCK, job_id, LOCK_TTL + int(cfg.get("INFOBIP_TIMEOUT") or 10)):
+            if not r.eval(_OWN, 1, lock, job_id, LOCK_TTL + int(cfg.get("INFOBIP_TIMEOUT") or 10)):
                 totals["lockLost"] += 1
                 return dict(totals)
-            totals[process(r, client, cfg, inbound_id)] += 1
+            totals[process(r, client, cfg, inbound_id, t)] += 1
         if time.monotonic() > deadline:
-            r.eval(_RELEASE, 2, REPLIES_LOCK, REPLIES_DUE, job_id, 0)
-            kick_replies(r)
+            r.eval(_RELEASE, 2, lock, due_replies, job_id, 0)
+            kick_replies(r, t)
             break
-    log.info("replies job %s: %s", job_id, dict(totals))
+    log.info("replies job %s%s: %s", job_id, t, dict(totals))
     return dict(totals)
 
 
-def process(r: Redis, client: InfobipClient | None, cfg: dict[str, Any], inbound_id: str) -> str:
-    """Move one due reply on; returns what happened, for the job's totals."""
-    key = REPLY.format(message_id=inbound_id)
-    rec = record(r, inbound_id)
+def process(r: Redis, client: InfobipClient | None, cfg: dict[str, Any], inbound_id: str, t: str) -> str:
+    """Move one due reply of the lane tagged `t` on; returns what happened, for the job's totals."""
+    key, due_replies = REPLY.format(t=t, message_id=inbound_id), REPLIES_DUE.format(t=t)
+    rec = record(r, inbound_id, t)
     if rec is None or rec.get("status") not in ("queued", "sending"):
-        r.zrem(REPLIES_DUE, inbound_id)
+        r.zrem(due_replies, inbound_id)
         return "done"
     if client is None:
-        _finish(r, inbound_id, status="disabled")
+        _finish(r, inbound_id, t, status="disabled")
         return "disabled"
     if rec["status"] == "sending":  # an earlier attempt's outcome is unknown
         try:
             found = _look_up(client, rec["messageId"])
         except InfobipError:  # no answer is not "not sent": ask again later
-            r.zadd(REPLIES_DUE, {inbound_id: time.time() + float(cfg["REPLY_LOOKUP_DELAY"])})
+            r.zadd(due_replies, {inbound_id: time.time() + float(cfg["REPLY_LOOKUP_DELAY"])})
             return "lookup-failed"
         if found is not None:
-            _finish(r, inbound_id, status="sent", sentAt=found.get("sentAt") or now_text())
+            _finish(r, inbound_id, t, status="sent", sentAt=found.get("sentAt") or now_text())
             return "found"
         wait_until = float(rec.get("attemptAt") or 0) + float(cfg["REPLY_LOOKUP_DELAY"])
         if time.time() < wait_until:  # Infobip's logs may not show it yet: look again then
-            r.zadd(REPLIES_DUE, {inbound_id: wait_until})
+            r.zadd(due_replies, {inbound_id: wait_until})
             return "waiting"
     cap = routes().optout.replies_per_sender_per_hour
-    number = rec["to"]
-    begun = r.eval(_BEGIN, 3, key, REPLIES_SENT.format(msisdn=number), OPTOUT.format(msisdn=number),
+    number = rec["to"]  # the MO's sender: its lane is this one, so the three keys share a slot
+    begun = r.eval(_BEGIN, 3, key, REPLIES_SENT.format(t=t, msisdn=number), OPTOUT.format(t=t, msisdn=number),
                    time.time(), cap, rec["from"] or ALL).decode()
     if begun != "send":
-        r.zrem(REPLIES_DUE, inbound_id)
+        r.zrem(due_replies, inbound_id)
         return begun
     try:
         answer = client.send_advanced(_body(rec, cfg))
     except InfobipUnknownOutcome:
         # The request may have gone out: never resend blindly. Look it up after the delay.
-        r.zadd(REPLIES_DUE, {inbound_id: time.time() + float(cfg["REPLY_LOOKUP_DELAY"])})
+        r.zadd(due_replies, {inbound_id: time.time() + float(cfg["REPLY_LOOKUP_DELAY"])})
         return "unknown"
     except (InfobipUnavailable, InfobipAuthError) as err:
         # Down, throttling, or our credentials refused (a key being rotated): a STOP must still
@@ -174,25 +178,25 @@ def process(r: Redis, client: InfobipClient | None, cfg: dict[str, Any], inbound
         # feature meanwhile (app/infobip/status.py).
         attempt = int(rec.get("attempts") or 0)  # before this one
         if attempt >= len(BACKOFF):
-            _finish(r, inbound_id, status="failed", error=str(err))
+            _finish(r, inbound_id, t, status="failed", error=str(err))
             return "failed"
         wait = max(BACKOFF[attempt] * random.uniform(0.5, 1.0), getattr(err, "retry_after", 0) or 0)
         r.hset(key, mapping={"status": "queued", "error": str(err)})
-        r.zadd(REPLIES_DUE, {inbound_id: time.time() + wait})
+        r.zadd(due_replies, {inbound_id: time.time() + wait})
         return "retry"
     except InfobipError as err:  # refused (4xx): sending it again would not help
-        _finish(r, inbound_id, status="failed", error=str(err))
+        _finish(r, inbound_id, t, status="failed", error=str(err))
         return "failed"
     sent = (answer.get("messages") or [{}])[0]
     group = (sent.get("status") or {}).get("groupName")
-    _finish(r, inbound_id, status="sent", sentAt=now_text(), **({"accepted": group} if group else {}))
+    _finish(r, inbound_id, t, status="sent", sentAt=now_text(), **({"accepted": group} if group else {}))
     return "sent"
 
 
-def _finish(r: Redis, inbound_id: str, **fields: str) -> None:
+def _finish(r: Redis, inbound_id: str, t: str, **fields: str) -> None:
     pipe = r.pipeline(transaction=True)
-    pipe.hset(REPLY.format(message_id=inbound_id), mapping=fields)
-    pipe.zrem(REPLIES_DUE, inbound_id)
+    pipe.hset(REPLY.format(t=t, message_id=inbound_id), mapping=fields)
+    pipe.zrem(REPLIES_DUE.format(t=t), inbound_id)
     pipe.execute()
 
 

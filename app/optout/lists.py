@@ -5,6 +5,9 @@ receiver `*` means every receiver (STOPALL, or a manual opt-out of all). A numbe
 of receiver R when its hash has R or `*`. Two sorted sets list the entries newest first: one
 of every (msisdn, receiver), one per receiver. Workers write all three (workers/optout.py);
 this module only reads them, and queues manual changes through the hand-off.
+
+A number's hash lives in the lane of the number (`optout{t}:<msisdn>` with `keys.tag_of`, as its
+MO are laned); on a Redis Cluster each lane keeps its own two indexes, and `find` merges them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from app import enqueue
+from app import enqueue, keys
 from app.clock import now_text
 from app.keys import OPTOUT, OPTOUT_BY_RECEIVER, OPTOUT_INDEX, lane_of
 
@@ -34,10 +37,14 @@ def normalize(msisdn: Any) -> str | None:
 
 def lookup(r: Redis, msisdn: str) -> dict[str, Any]:
     """`{"msisdn", "optedOut", "scopes": [{"receiver", "since", "keyword", "messageId", ...}]}`."""
-    raw = r.hgetall(OPTOUT.format(msisdn=msisdn))
+    raw = r.hgetall(_key(msisdn))
     scopes = sorted((_entry(receiver.decode(), value) for receiver, value in raw.items()),
                     key=lambda s: s["since"], reverse=True)
     return {"msisdn": msisdn, "optedOut": bool(scopes), "scopes": scopes}
+
+
+def _key(msisdn: str) -> str:
+    return OPTOUT.format(t=keys.tag_of(msisdn), msisdn=msisdn)
 
 
 def _entry(receiver: str, value: bytes) -> dict[str, Any]:
@@ -57,7 +64,7 @@ def check(r: Redis, numbers: Iterable[str], receiver: str | None = None) -> list
         chunk = unique[start : start + CHUNK]
         pipe = r.pipeline(transaction=False)
         for number in chunk:
-            key = OPTOUT.format(msisdn=number)
+            key = _key(number)
             if receiver is None:
                 pipe.exists(key)
             else:
@@ -73,19 +80,24 @@ def find(r: Redis, receiver: str | None = None, since: float | None = None,
     """Entries newest first, each `{"msisdn", "receiver", "since", ...}`. With a receiver: its
     own entries and the every-receiver ones, which hold for it too."""
     low = since if since is not None else "-inf"
-    if receiver is None:
-        members = r.zrevrangebyscore(OPTOUT_INDEX, "+inf", low, start=0, num=limit, withscores=True)
-        pairs = [tuple(m.decode().split("|", 1)) for m, _ in members]
-    else:
-        pairs = []
-        for scope in dict.fromkeys((receiver, ALL)):
-            key = OPTOUT_BY_RECEIVER.format(receiver=scope)
-            got = r.zrevrangebyscore(key, "+inf", low, start=0, num=limit, withscores=True)
-            pairs += [(m.decode(), scope, score) for m, score in got]
-        pairs = [(m, s) for m, s, _ in sorted(pairs, key=lambda p: p[2], reverse=True)[:limit]]
+    scopes = [None] if receiver is None else list(dict.fromkeys((receiver, ALL)))
+    indexes = [OPTOUT_INDEX if scope is None else keys.partial(OPTOUT_BY_RECEIVER, receiver=scope)
+               for scope in scopes]
+    read = r.pipeline(transaction=False)
+    for t in keys.tags():  # one index on one Redis; one per lane on a cluster, merged here
+        for index in indexes:
+            read.zrevrangebyscore(index.format(t=t), "+inf", low, start=0, num=limit, withscores=True)
+    found: list[tuple[float, str, str]] = []
+    for n, rows in enumerate(read.execute()):
+        scope = scopes[n % len(scopes)]
+        for member, score in rows:
+            msisdn, _, of = member.decode().partition("|")  # OPTOUT_INDEX: "<msisdn>|<receiver>"
+            found.append((score, msisdn, scope or of))
+    found.sort(key=lambda row: row[0], reverse=True)
+    pairs = [(msisdn, scope) for _, msisdn, scope in found[:limit]]
     pipe = r.pipeline(transaction=False)
     for msisdn, scope in pairs:
-        pipe.hget(OPTOUT.format(msisdn=msisdn), scope)
+        pipe.hget(_key(msisdn), scope)
     return [{"msisdn": msisdn, **_entry(scope, value)}
             for (msisdn, scope), value in zip(pairs, pipe.execute(), strict=True) if value]
 

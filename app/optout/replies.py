@@ -1,7 +1,8 @@
 """Replies to inbound messages: their record's shape (app/store.py shows them with each inbound message).
 
-`reply:<inbound messageId>` is a hash written once, in the drain transaction that stores the
-MO (workers/optout.py), before anything is sent; workers/replies.py moves its `status` on:
+`reply{t}:<inbound messageId>` (`{t}`: the lane of the inbound message's sender, app/keys.py §11)
+is a hash written once, in the drain transaction that stores the MO (workers/optout.py), before
+anything is sent; workers/replies.py moves its `status` on:
 
     queued -> sending -> sent          (Infobip took it; its delivery report comes later)
     queued -> suppressed               (over the per-sender cap, or the number opted out)
@@ -32,6 +33,7 @@ def reply_id(inbound_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, inbound_id))
 
 
-def record(r: Redis, inbound_id: str) -> dict[str, str] | None:
-    raw = r.hgetall(REPLY.format(message_id=inbound_id))
+def record(r: Redis, inbound_id: str, t: str) -> dict[str, str] | None:
+    """The reply record of inbound message `inbound_id`, whose sender's lane has the tag `t`."""
+    raw = r.hgetall(REPLY.format(t=t, message_id=inbound_id))
     return {k.decode(): v.decode() for k, v in raw.items()} or None

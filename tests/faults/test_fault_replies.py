@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from app.keys import REPLY
+from app import keys
+from app.keys import REPLIES_DUE, REPLY
 from app.optout.replies import reply_id
 from tests.conftest import TOKEN
 from tests.consumers import ConsumerServer, http_consumer, routes_text
@@ -65,7 +66,8 @@ class ReplyStack(Stack):
 
     def idle(self) -> None:
         """Nothing left to send: no reply due or in flight."""
-        wait_for(lambda: self.r.zcard("replies:due") == 0, 90, "no reply left to send")
+        due = [REPLIES_DUE.format(t=t) for t in keys.tags()]
+        wait_for(lambda: sum(map(self.r.zcard, due)) == 0, 90, "no reply left to send")
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_a_worker_killed_between_recording_and_sending_gives_one_sms(replies: Re
     wait_for(lambda: len(fake.calls(SEND)) == 1, 60, "the send to reach the fake")
     # The record itself, not the view: once the fake applied the send it may already have pushed
     # the reply's report, which the view shows (DELIVERED) in place of the record's status.
-    assert replies.r.hget(REPLY.format(message_id="mo-1"), "status") == b"sending"
+    assert replies.r.hget(REPLY.format(t=keys.tag_of(SENDER), message_id="mo-1"), "status") == b"sending"
     for name in ("deliverer-1", "deliverer-2"):
         replies.procs[name].kill()  # the supervisor restarts them
     fake.release()
