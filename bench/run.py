@@ -466,6 +466,7 @@ class Run:
         buckets = reports // 100
         wait_idle(r, 120)
         before = memory()
+        load_before = list(os.getloadavg())  # the machine is shared: say what else ran meanwhile
         sampler = RssSampler(self.procs.pid("web-scale"), {
             "worker": [self.procs.pid("worker")],
             "deliverers": [self.procs.pid("deliverer-1"), self.procs.pid("deliverer-2")]})
@@ -496,6 +497,7 @@ class Run:
             "used_memory_before": before, "used_memory_after": after,
             "bytes_per_message": (after - before) / max(1, len(want)),
             "rss": sampler.summary(), "rss_samples": sampler.samples,
+            "load_before": load_before, "load_after": list(os.getloadavg()),
         }
 
     def pull(self) -> None:  # SPEC §9.1, bench/pull.py
