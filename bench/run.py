@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +34,7 @@ import redis
 
 from bench import optout
 from bench import pull as bench_pull
+from bench.cluster import cluster as bench_cluster
 from bench.legs import sample_report
 from bench.procs import BIN, ROOT, Procs, parents, rss_kib, tree, tree_rss_mib
 from bench.smpp import smpp as bench_smpp
@@ -384,33 +386,39 @@ class Run:
         server = self.redis_server("scale")
         r = redis.Redis.from_url(server.url)
         ids = OUT / "ids-scale"
-        shutil.rmtree(ids, ignore_errors=True)
-        ids.mkdir(parents=True)
-        names = []
         try:
             self.note_load("scale")
-            consumer = self.consumer("consumer-scale", ids)
-            routes = OUT / "routes-scale.yml"
-            routes.write_text(routes_text(f"http://127.0.0.1:{consumer}/{CONSUMER}"))
-            env = {"REDIS_URL": server.url, "ROUTES_FILE": str(routes)}
-            web = self.gunicorn("web-scale", "app:create_app()", **env)
-            commands = self.procfile(server.url)
-            for name, args in (("worker", commands["worker"]), ("deliverer-1", commands["deliverer"]),
-                               ("deliverer-2", commands["deliverer"]), ("scheduler", commands["scheduler"])):
-                self.procs.start(name, args, self.env(**env))
-                names.append(name)
-            wait_for(lambda: len(r.smembers("rq:workers")) >= 3, 60, "three rq workers to register")
-            small = self.campaign(r, web, ids, self.plan.scale_small, "s")
-            big = self.campaign(r, web, ids, self.plan.scale_big, "l")
+            with self.stack(r, ids, REDIS_URL=server.url) as web:
+                small = self.campaign(r, web, ids, self.plan.scale_small, "s")
+                big = self.campaign(r, web, ids, self.plan.scale_big, "l")
         finally:
-            for name in names:
-                self.procs.stop(name)
-            self.procs.stop("web-scale")
-            self.procs.stop("consumer-scale")
             r.close()
             server.stop()
         self.raw["scale"] = {"small": small, "big": big}
         self.scale_bars(small, big)
+
+    @contextlib.contextmanager
+    def stack(self, queue: redis.Redis, ids: Path, **env: str) -> Iterator[int]:
+        """The whole service as in production (gunicorn, the Procfile's worker, two deliverers
+        and the scheduler) on the Redis settings in `env`, and one HTTP consumer recording into
+        `ids`; yields the web port. `queue` is RQ's Redis, where the workers register."""
+        shutil.rmtree(ids, ignore_errors=True)
+        ids.mkdir(parents=True)
+        names = ["consumer-scale", "web-scale", "worker", "deliverer-1", "deliverer-2", "scheduler"]
+        try:
+            consumer = self.consumer("consumer-scale", ids)
+            routes = OUT / "routes-scale.yml"
+            routes.write_text(routes_text(f"http://127.0.0.1:{consumer}/{CONSUMER}"))
+            env = {**env, "ROUTES_FILE": str(routes)}
+            web = self.gunicorn("web-scale", "app:create_app()", **env)
+            commands = self.procfile(env["REDIS_URL"])
+            for name in names[2:]:
+                self.procs.start(name, commands[name.split("-")[0]], self.env(**env))
+            wait_for(lambda: len(queue.smembers("rq:workers")) >= 3, 60, "three rq workers to register")
+            yield web
+        finally:
+            for name in reversed(names):
+                self.procs.stop(name)
 
     def scale_bars(self, small: dict[str, Any], big: dict[str, Any]) -> None:
         for run in (small, big):
@@ -447,14 +455,18 @@ class Run:
                 f"x (median {rss['first']:.0f} MiB in the first half, {rss['last']:.0f} MiB in the second, "
                 f"peak {rss['max']:.0f}; {rss['samples']} samples)", "<= 1.2x (flat)", growth <= 1.2))
 
-    def campaign(self, r: redis.Redis, web: int, ids: Path, reports: int, tag: str) -> dict[str, Any]:
+    def campaign(self, r: redis.Redis, web: int, ids: Path, reports: int, tag: str,
+                 memory: Callable[[], int] | None = None) -> dict[str, Any]:
         """Ingest `reports` unique reports in 100-report buckets while the workers run; wait until
-        the consumer has them all and the pipeline is idle; count what the consumer got."""
+        the consumer has them all and the pipeline is idle; count what the consumer got. `r` is
+        the data plane; `memory` its used_memory (default: `r`'s; a cluster sums its primaries)."""
+        memory = memory or (lambda: used_memory(r))
         for old in ids.glob("*.txt"):
             os.truncate(old, 0)
         buckets = reports // 100
         wait_idle(r, 120)
-        before = used_memory(r)
+        before = memory()
+        load_before = list(os.getloadavg())  # the machine is shared: say what else ran meanwhile
         sampler = RssSampler(self.procs.pid("web-scale"), {
             "worker": [self.procs.pid("worker")],
             "deliverers": [self.procs.pid("deliverer-1"), self.procs.pid("deliverer-2")]})
@@ -472,7 +484,7 @@ class Run:
             wait_idle(r, 120)
         finally:
             sampler.stop()
-        after = used_memory(r)
+        after = memory()
         got = read_ids(ids)
         want = expected_event_ids(f"c{tag}-0", buckets, 100)
         distinct = set(got)
@@ -485,6 +497,7 @@ class Run:
             "used_memory_before": before, "used_memory_after": after,
             "bytes_per_message": (after - before) / max(1, len(want)),
             "rss": sampler.summary(), "rss_samples": sampler.samples,
+            "load_before": load_before, "load_after": list(os.getloadavg()),
         }
 
     def pull(self) -> None:  # SPEC §9.1, bench/pull.py
@@ -534,6 +547,9 @@ class Run:
     def smpp(self) -> None:  # bench/smpp.py
         bench_smpp(self)
 
+    def cluster(self) -> None:  # bench/cluster.py
+        bench_cluster(self)
+
     def go(self) -> int:
         started = time.monotonic()
         OUT.mkdir(parents=True, exist_ok=True)
@@ -543,7 +559,8 @@ class Run:
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gunicorn "
               f"{self.web_concurrency}x{self.web_threads}, wrk -c{self.connections}", flush=True)
         try:
-            for section in ("ingest", "workers", "fanout", "scale", "pull", "smpp", "optout", "dashboard"):
+            for section in ("ingest", "workers", "fanout", "scale", "cluster", "pull", "smpp", "optout",
+                            "dashboard"):
                 if self.wants(section):
                     getattr(self, section)()
         finally:
@@ -619,7 +636,7 @@ def used_memory(r: redis.Redis) -> int:
 def wait_idle(r: redis.Redis, timeout: float) -> None:
     """Inboxes, outboxes, claimed batches and retries empty."""
     def idle() -> bool:
-        keys = [k for pattern in ("inbox:*", "out:*", "batch:*", "dbatch:*", "retry:*")
+        keys = [k for pattern in ("inbox:*", "out:*", "batch:*", "dbatch:*", "retry:*", "fan:*")
                 for k in r.scan_iter(match=pattern, count=1000)]
         return not keys
 
@@ -722,8 +739,8 @@ def rescore(path: Path) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="short")
-    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, pull, smpp, "
-                        "optout, dashboard")
+    parser.add_argument("--only", help="comma list of sections: ingest, workers, fanout, scale, cluster, "
+                        "pull, smpp, optout, dashboard")
     parser.add_argument("--scale", type=int, help="reports of the big scale point (small: a tenth)")
     parser.add_argument("--rescore", type=Path, help="recompute the scale bars of a results file from its "
                         "stored samples (after a change of how they are scored), and rewrite it")
