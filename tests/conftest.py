@@ -51,6 +51,17 @@ def on_cluster(config: pytest.Config) -> bool:
     return config.getoption("--redis") == "cluster"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.single_redis("why")`: behaviour that has no meaning with the data plane on a
+    cluster (e.g. Sentinel failover of that one Redis); skipped under `--redis=cluster`, saying why."""
+    if not on_cluster(config):
+        return
+    for item in items:
+        marker = item.get_closest_marker("single_redis")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"one Redis only: {marker.args[0]}"))
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology | None]:
