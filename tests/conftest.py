@@ -124,6 +124,31 @@ def app(config: dict[str, Any], r: redis.Redis):
 
 
 @pytest.fixture
+def data_plane_down(config: dict[str, Any], redis_cluster: ClusterTopology | None,
+                    tmp_path: Path) -> Callable[..., Any]:
+    """`data_plane_down(password=None, **settings)`: an app whose Redis is down, for the 503 paths.
+    On one Redis its REDIS_URL names a port where nothing listens. On a cluster that alone would
+    leave the data plane up (REDIS_URL is only RQ's): the app starts against a cluster of its own
+    (one primary holding every slot), which is then stopped, as when the whole cluster is lost."""
+    made: list[int] = []
+
+    def make(password: str | None = None, **settings: Any) -> Any:
+        auth = f":{password}@" if password else ""
+        down = {**config, "REDIS_URL": f"redis://{auth}127.0.0.1:{free_port()}/0", **settings}
+        if redis_cluster is None:
+            return create_app(down)
+        made.append(1)
+        lost = ClusterTopology(tmp_path / f"lost-cluster-{len(made)}", primaries=1, replicas_each=0,
+                               password=password).start()
+        try:
+            return create_app({**down, **lost.env(), "REDIS_PASSWORD": password})
+        finally:
+            lost.stop()
+
+    return make
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -21,7 +21,8 @@ GSM_ABSENT = {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC
 
 def dash_keys(r) -> dict[bytes, dict[bytes, bytes]]:
     """Every dashboard counter, by key: what must not change when nothing new happened."""
-    names = r.keys(DASH_HOUR.format(t="", hour="*")) + r.keys(DASH_BULK.format(t="", bulk_id="*"))  # on a cluster the lane tag is in the "*"
+    # On a cluster the "*" also matches the lane's tag.
+    names = r.keys(DASH_HOUR.format(t="", hour="*")) + r.keys(DASH_BULK.format(t="", bulk_id="*"))
     return {key: r.hgetall(key) for key in sorted(names)}
 
 

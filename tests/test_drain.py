@@ -230,7 +230,7 @@ def test_claimed_batches_are_listed_while_they_exist(r):
     assert r.smembers(enqueue.lane(LANE).claimed) == set()
 
 
-@pytest.mark.single_redis("a cluster has no batches from versions before the claimed set (the sweep never scans it)")
+@pytest.mark.single_redis("a cluster has no batches of versions before the claimed set: no scan for them")
 def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
     """An upgrade: a batch key that no set lists (its job is gone) is still handed back."""
     ids = fill(r, 3)
@@ -243,7 +243,8 @@ def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
 
 
 def test_sweep_unlists_a_listed_batch_that_is_gone(r):
-    r.sadd(enqueue.lane(LANE).claimed, enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
+    channel = enqueue.lane(LANE)
+    r.sadd(channel.claimed, channel.batch("gone"))  # its key was dropped without unlisting it
     assert sweep.sweep(r).get("handedBack", 0) == 0
     assert r.smembers(enqueue.lane(LANE).claimed) == set()
 
