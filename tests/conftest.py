@@ -126,26 +126,28 @@ def app(config: dict[str, Any], r: redis.Redis):
 @pytest.fixture
 def data_plane_down(config: dict[str, Any], redis_cluster: ClusterTopology | None,
                     tmp_path: Path) -> Callable[..., Any]:
-    """`data_plane_down(password=None, **settings)`: an app whose Redis is down, for the 503 paths.
-    On one Redis its REDIS_URL names a port where nothing listens. On a cluster that alone would
-    leave the data plane up (REDIS_URL is only RQ's): the app starts against a cluster of its own
-    (one primary holding every slot), which is then stopped, as when the whole cluster is lost."""
+    """`data_plane_down(make=create_app, password=None, **settings)`: `make(config)` (an app, or
+    a client with `make_client`) whose Redis is down, for the 503 paths. On one Redis its REDIS_URL
+    names a port where nothing listens. On a cluster that alone would leave the data plane up
+    (REDIS_URL is only RQ's): `make` meets a cluster of its own (one primary holding every slot),
+    which is then stopped, as when the whole cluster is lost."""
     made: list[int] = []
 
-    def make(password: str | None = None, **settings: Any) -> Any:
+    def down(make: Callable[[dict[str, Any]], Any] = create_app, password: str | None = None,
+             **settings: Any) -> Any:
         auth = f":{password}@" if password else ""
-        down = {**config, "REDIS_URL": f"redis://{auth}127.0.0.1:{free_port()}/0", **settings}
+        gone = {**config, "REDIS_URL": f"redis://{auth}127.0.0.1:{free_port()}/0", **settings}
         if redis_cluster is None:
-            return create_app(down)
+            return make(gone)
         made.append(1)
         lost = ClusterTopology(tmp_path / f"lost-cluster-{len(made)}", primaries=1, replicas_each=0,
                                password=password).start()
         try:
-            return create_app({**down, **lost.env(), "REDIS_PASSWORD": password})
+            return make({**gone, **lost.env(), "REDIS_PASSWORD": password})
         finally:
             lost.stop()
 
-    return make
+    return down
 
 
 @pytest.fixture
