@@ -198,6 +198,13 @@ def api(client) -> Api:
     return Api(client)
 
 
+def commandstats(r: redis.Redis) -> list[dict[str, Any]]:
+    """INFO commandstats of the data plane: of every primary on a cluster."""
+    if keys.sharded():
+        return list(r.info("commandstats", target_nodes=r.PRIMARIES).values())  # type: ignore[attr-defined]
+    return [r.info("commandstats")]
+
+
 def run_workers(r: redis.Redis) -> None:
     """Execute every queued job (drains, sweeps) with a real RQ worker, then return."""
     queues = [Queue(name, connection=queue_client(r)) for name in (QUEUE_NAME, DELIVERY_QUEUE)]

@@ -18,6 +18,7 @@ from app.enqueue import Write
 from app.errors import StoreUnavailable
 from app.group_commit import GroupCommit
 from app.keys import QUARANTINE, lane_of
+from tests.conftest import commandstats
 from tools.redis_server import free_port
 from tools.wait import wait_for
 
@@ -25,11 +26,7 @@ from tools.wait import wait_for
 def evals(r: redis.Redis) -> int:
     """How many hand-off scripts Redis has run (each is one write of one batch): on a cluster,
     its primaries together."""
-    if keys.sharded():
-        stats = list(r.info("commandstats", target_nodes=r.PRIMARIES).values())  # type: ignore[attr-defined]
-    else:
-        stats = [r.info("commandstats")]
-    return sum(node.get("cmdstat_eval", {}).get("calls", 0) for node in stats)
+    return sum(node.get("cmdstat_eval", {}).get("calls", 0) for node in commandstats(r))
 
 
 def one_write(lanes: int) -> int:
