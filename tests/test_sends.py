@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app import keys
-from app.keys import INDEX_PENDING, QUARANTINE
+from app.keys import BULK, INDEX_PENDING, MESSAGE, QUARANTINE
 from tests.samples import push, report
 
 
@@ -84,7 +84,10 @@ def test_a_report_that_came_first_is_not_overwritten_by_the_send_record(send, ap
 
 def test_posting_the_same_answer_twice_changes_nothing(send, api, r) -> None:
     send(answer("s1", "s2"))
-    before = {key: r.dump(key) for key in (b"msg:s1", b"msg:s2", b"bulk:bulk-1")}
+    names = [MESSAGE.format(t=keys.tag_of(m), message_id=m) for m in ("s1", "s2")]
+    names += [BULK.format(t=t, bulk_id="bulk-1") for t in keys.tags()]  # a hash per lane on a cluster
+    before = {key: r.dump(key) for key in names}
+    assert before[names[0]] and before[names[1]], "the send records are there to compare"
     assert send(answer("s1", "s2")) == {"accepted": 2, "rejected": []}
     assert {key: r.dump(key) for key in before} == before
     assert api.get("/api/bulks/bulk-1").json["total"] == 2
