@@ -15,14 +15,14 @@ from rq import Queue
 from rq.cli.helpers import get_redis_from_config
 from rq.job import Job
 
-from app import create_app, enqueue, handoff, store
+from app import create_app, enqueue, handoff, keys, store
 from app.config import check_redis
-from app.connection import Replication, addresses, make_client, rq_settings
+from app.connection import Replication, addresses, after_failure, cluster_client, make_client, rq_settings
 from app.errors import ConfigError, NotReplicated
 from app.keys import QUEUE_NAME
 from tests.conftest import clear_route_caches, commandstats
 from tests.samples import push, report
-from tools.redis_topology import SentinelTopology
+from tools.redis_topology import ClusterTopology, SentinelTopology
 from workers import settings
 
 HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
@@ -81,6 +81,23 @@ def test_min_replicas_is_refused_on_a_cluster(config, monkeypatch):
     clear_route_caches()  # the worker's settings are read once per process
     with pytest.raises(ConfigError, match=refusal):
         settings.settings()  # what every worker job reads first
+
+
+def test_a_cluster_with_no_node_left_is_a_redis_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """redis-py raises RedisClusterException, which is no RedisError, when it can reach no node
+    to re-read the slot map: the client raises the ConnectionError instead, so a lost cluster is
+    a 503 and a retried job as one Redis down is (the 'Redis down' tests, under --redis=cluster)."""
+    monkeypatch.setitem(keys._SHARDED, "lanes", keys._SHARDED["lanes"])  # cluster_client sets it
+    lost = ClusterTopology(tmp_path / "lost", primaries=1, replicas_each=0).start()
+    try:
+        client = cluster_client(lost.env()["REDIS_CLUSTER_NODES"], None, 4, redis.Redis())
+        client.set("before", 1)
+    finally:
+        lost.stop()
+    with pytest.raises(redis.ConnectionError):
+        client.set("after", 1)
+    after_failure(client)  # no node to ask: nothing raised, the next call tries again
+    client.close()
 
 
 def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
