@@ -152,6 +152,7 @@ RECONCILE_TOTALS = "reconcile{t}:totals"  # hash: the figures of every run added
 def reconcile_tag() -> str:
     return tag("reconcile")
 
+
 # --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
 # Opt-outs never expire: a STOP holds until START or a manual lift.
 OPTOUT = "optout:{msisdn}"  # hash receiver ("*": every receiver) -> JSON {since, keyword, ...}
