@@ -29,6 +29,8 @@ from flask import current_app
 from redis import Redis, RedisError
 from redis.client import Pipeline
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from app import keys
@@ -70,7 +72,23 @@ def cluster_client(nodes: list[str] | str, password: str | None, lanes: int, que
     client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in addresses(nodes)], password=password,
                           **{k: v for k, v in TIMEOUTS.items() if k != "health_check_interval"})
     client.queue_client = queue  # type: ignore[attr-defined]
+    client.nodes_manager.initialize = _unreachable_as_connection_error(client.nodes_manager.initialize)
     return client  # type: ignore[return-value]
+
+
+def _unreachable_as_connection_error(initialize: Callable[..., None]) -> Callable[..., None]:
+    """redis-py re-reads the slot map after a failed call; when no node answers it raises
+    RedisClusterException, which is not a RedisError. Raise it as the ConnectionError it comes
+    from, so a cluster that is down is what one Redis down is everywhere: a RedisError (503 at
+    ingest and the API, a retried job), not a 500."""
+    def reread_slot_map(*args: Any, **kw: Any) -> None:
+        try:
+            initialize(*args, **kw)
+        except RedisClusterException as err:
+            if isinstance(err.__cause__, RedisError):  # no node reachable
+                raise RedisConnectionError(str(err)) from err
+            raise
+    return reread_slot_map
 
 
 def after_failure(r: Redis) -> None:

@@ -143,8 +143,15 @@ FANOUT = "fan{t}"  # cluster only: a lane's events for the consumers, moved on b
 INDEX_PENDING = "ix:pending{t}"  # zset messageId -> last news (epoch s) of every message not final
 PULL_LOCK = "lock:pull:{feature}"  # one poller at a time across workers (value: its token)
 RECONCILE_LOCK = "lock:reconcile"  # one reconciliation run at a time
-RECONCILE_LAST = "reconcile:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
-RECONCILE_TOTALS = "reconcile:totals"  # hash: the figures of every run added up, and "runs"
+# A run's record and totals are written in one transaction: on a cluster they share the tag
+# `reconcile_tag()` (`:{reconcile}`), as a lane's keys share the lane's.
+RECONCILE_LAST = "reconcile{t}:last"  # JSON of the last reconciliation run (GET /api/reconciliation)
+RECONCILE_TOTALS = "reconcile{t}:totals"  # hash: the figures of every run added up, and "runs"
+
+
+def reconcile_tag() -> str:
+    return tag("reconcile")
+
 
 # --- SPEC §11: opt-outs and replies (app/optout/, workers/optout.py, workers/replies.py) ---
 # Opt-outs never expire: a STOP holds until START or a manual lift. MO and manual changes are

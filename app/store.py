@@ -352,6 +352,7 @@ def get_number_check(r: Redis, message_id: str) -> dict[str, Any] | None:
 def get_reconciliation(r: Redis) -> dict[str, Any]:
     """The last reconciliation run (app/infobip/reconcile.py; None before the first) and the
     figures of every run added up (a quiet last run does not hide what an earlier one found)."""
-    raw = r.get(RECONCILE_LAST)
-    totals = {k.decode(): int(v) for k, v in r.hgetall(RECONCILE_TOTALS).items()}
+    t = keys.reconcile_tag()
+    raw = r.get(RECONCILE_LAST.format(t=t))
+    totals = {k.decode(): int(v) for k, v in r.hgetall(RECONCILE_TOTALS.format(t=t)).items()}
     return {"lastRun": orjson.loads(raw) if raw else None, "totals": totals}

@@ -51,6 +51,17 @@ def on_cluster(config: pytest.Config) -> bool:
     return config.getoption("--redis") == "cluster"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.single_redis("why")`: behaviour that has no meaning with the data plane on a
+    cluster (e.g. Sentinel failover of that one Redis); skipped under `--redis=cluster`, saying why."""
+    if not on_cluster(config):
+        return
+    for item in items:
+        marker = item.get_closest_marker("single_redis")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"one Redis only: {marker.args[0]}"))
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology | None]:
@@ -113,6 +124,33 @@ def app(config: dict[str, Any], r: redis.Redis):
 
 
 @pytest.fixture
+def data_plane_down(config: dict[str, Any], redis_cluster: ClusterTopology | None,
+                    tmp_path: Path) -> Callable[..., Any]:
+    """`data_plane_down(make=create_app, password=None, **settings)`: `make(config)` (an app, or
+    a client with `make_client`) whose Redis is down, for the 503 paths. On one Redis its REDIS_URL
+    names a port where nothing listens. On a cluster that alone would leave the data plane up
+    (REDIS_URL is only RQ's): `make` meets a cluster of its own (one primary holding every slot),
+    which is then stopped, as when the whole cluster is lost."""
+    made: list[int] = []
+
+    def down(make: Callable[[dict[str, Any]], Any] = create_app, password: str | None = None,
+             **settings: Any) -> Any:
+        auth = f":{password}@" if password else ""
+        gone = {**config, "REDIS_URL": f"redis://{auth}127.0.0.1:{free_port()}/0", **settings}
+        if redis_cluster is None:
+            return make(gone)
+        made.append(1)
+        lost = ClusterTopology(tmp_path / f"lost-cluster-{len(made)}", primaries=1, replicas_each=0,
+                               password=password).start()
+        try:
+            return make({**gone, **lost.env(), "REDIS_PASSWORD": password})
+        finally:
+            lost.stop()
+
+    return down
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -158,6 +196,13 @@ class Api:
 @pytest.fixture
 def api(client) -> Api:
     return Api(client)
+
+
+def commandstats(r: redis.Redis) -> list[dict[str, Any]]:
+    """INFO commandstats of the data plane: of every primary on a cluster."""
+    if keys.sharded():
+        return list(r.info("commandstats", target_nodes=r.PRIMARIES).values())  # type: ignore[attr-defined]
+    return [r.info("commandstats")]
 
 
 def run_workers(r: redis.Redis) -> None:

@@ -9,12 +9,11 @@ from urllib.parse import quote
 import pytest
 from rq import Queue, Worker
 
-from app import create_app, enqueue
+from app import enqueue
 from app.connection import queue_client
 from app.keys import QUEUE_NAME, lane_of
 from tests.conftest import API_KEY
 from tests.samples import envelopes, push, raw, report
-from tools.redis_server import free_port
 
 
 @pytest.fixture
@@ -250,8 +249,8 @@ def test_unknown_bulk_is_404_json(api):
 
 
 @pytest.fixture
-def redis_down_client(config):
-    return create_app({**config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).test_client()
+def redis_down_client(data_plane_down):
+    return data_plane_down().test_client()
 
 
 def test_healthz_needs_no_redis(redis_down_client):

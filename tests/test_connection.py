@@ -15,16 +15,21 @@ from rq import Queue
 from rq.cli.helpers import get_redis_from_config
 from rq.job import Job
 
-from app import create_app, enqueue, handoff, store
+from app import create_app, enqueue, handoff, keys, store
 from app.config import check_redis
-from app.connection import Replication, addresses, make_client, rq_settings
+from app.connection import Replication, addresses, after_failure, cluster_client, make_client, rq_settings
 from app.errors import ConfigError, NotReplicated
 from app.keys import QUEUE_NAME
-from tests.conftest import clear_route_caches
+from tests.conftest import clear_route_caches, commandstats
 from tests.samples import push, report
-from tools.redis_topology import SentinelTopology
+from tools.redis_topology import ClusterTopology, SentinelTopology
+from workers import settings
 
 HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
+# Under `--redis=cluster` this process's data plane is the cluster (keys carry lane tags), which
+# is not Sentinel's topology: these run with the suite on one Redis (`make test`).
+SENTINEL_ONLY = "Sentinel is the other topology; its tests run on one Redis (make test)"
+NO_WAIT_ON_A_CLUSTER = "REDIS_MIN_REPLICAS is refused on a cluster: test_min_replicas_is_refused_on_a_cluster"
 
 
 def inbox_items(r: redis.Redis) -> int:
@@ -63,6 +68,38 @@ def test_sentinel_addresses_parse_or_stop_start_up():
         check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000", "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 100})
 
 
+def test_min_replicas_is_refused_on_a_cluster(config, monkeypatch):
+    """WAIT cannot count a cluster request's writes (one connection per node): web and workers
+    refuse the pair at start, saying which settings and what to do, rather than wait for nothing."""
+    cluster = {"REDIS_CLUSTER_NODES": "127.0.0.1:7000,127.0.0.1:7001", "REDIS_MIN_REPLICAS": 1,
+               "REDIS_WAIT_MS": 100}
+    refusal = "REDIS_MIN_REPLICAS is not supported with REDIS_CLUSTER_NODES yet; set it to 0"
+    with pytest.raises(ConfigError, match=refusal):
+        create_app({**config, **cluster})
+    for name, value in cluster.items():
+        monkeypatch.setenv(name, str(value))
+    clear_route_caches()  # the worker's settings are read once per process
+    with pytest.raises(ConfigError, match=refusal):
+        settings.settings()  # what every worker job reads first
+
+
+def test_a_cluster_with_no_node_left_is_a_redis_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """redis-py raises RedisClusterException, which is no RedisError, when it can reach no node
+    to re-read the slot map: the client raises the ConnectionError instead, so a lost cluster is
+    a 503 and a retried job as one Redis down is (the 'Redis down' tests, under --redis=cluster)."""
+    monkeypatch.setitem(keys._SHARDED, "lanes", keys._SHARDED["lanes"])  # cluster_client sets it
+    lost = ClusterTopology(tmp_path / "lost", primaries=1, replicas_each=0).start()
+    try:
+        client = cluster_client(lost.env()["REDIS_CLUSTER_NODES"], None, 4, redis.Redis())
+        client.set("before", 1)
+    finally:
+        lost.stop()
+    with pytest.raises(redis.ConnectionError):
+        client.set("after", 1)
+    after_failure(client)  # no node to ask: nothing raised, the next call tries again
+    client.close()
+
+
 def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
     assert rq_settings(config) == {"REDIS_URL": config["REDIS_URL"], "SENTINEL": None}
     sentinel = rq_settings({**config, "REDIS_SENTINELS": "h1:1,h2:2", "REDIS_SENTINEL_MASTER": "m",
@@ -76,6 +113,7 @@ def test_rq_settings_name_the_same_redis_as_the_web_tier(config):
 # --- Sentinel -----------------------------------------------------------------------------------
 
 
+@pytest.mark.single_redis(SENTINEL_ONLY)
 def test_every_client_finds_the_primary_through_sentinel(sentinels, config):
     cfg = sentinel_config(config, sentinels)
     primary = sentinels.primary()
@@ -88,6 +126,7 @@ def test_every_client_finds_the_primary_through_sentinel(sentinels, config):
         client.close()
 
 
+@pytest.mark.single_redis(SENTINEL_ONLY)
 def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
     app = create_app(sentinel_config(config, sentinels, REDIS_MIN_REPLICAS=2))
     client = make_client(app.config)
@@ -103,6 +142,7 @@ def test_ingest_waits_for_the_replicas_it_requires(sentinels, config, r):
     assert "receiver_redis_replicas 2.0" in metrics.text
 
 
+@pytest.mark.single_redis(SENTINEL_ONLY)
 def test_transactions_wait_on_their_own_connection(sentinels, config):
     client = make_client(sentinel_config(config, sentinels))
     with Replication(2, 2000).transaction(client) as pipe:
@@ -114,6 +154,7 @@ def test_transactions_wait_on_their_own_connection(sentinels, config):
     client.close()
 
 
+@pytest.mark.single_redis(SENTINEL_ONLY)
 def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
     topology = SentinelTopology(tmp_path / "failover").start()
     try:
@@ -137,6 +178,7 @@ def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
 # --- too few replicas (a single Redis has none) --------------------------------------------------
 
 
+@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
 def test_ingest_answers_503_with_retry_after_when_replicas_do_not_confirm(config, r):
     app = create_app({**config, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20})
     answer = app.test_client().post("/infobip/dlr", json=push(report("lonely")),
@@ -146,6 +188,7 @@ def test_ingest_answers_503_with_retry_after_when_replicas_do_not_confirm(config
     assert inbox_items(r) == 1, "the primary has it; the resent report will be applied once"
 
 
+@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
 def test_adapters_are_told_when_replicas_do_not_confirm(r):
     with pytest.raises(NotReplicated):
         handoff.accept(r, {**HANDOFF, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20}, "dlr",
@@ -159,7 +202,7 @@ def test_no_wait_is_sent_when_no_replica_is_required(client, r, work, config):
     assert answer.status_code == 200
     work()
     assert store.get_message(r, "plain")
-    assert "cmdstat_wait" not in r.info("commandstats")
+    assert not any("cmdstat_wait" in node for node in commandstats(r))
 
 
 @pytest.fixture
@@ -171,6 +214,7 @@ def worker_requires_a_replica(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     clear_route_caches()
 
 
+@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
 def test_a_drain_job_whose_batch_replicas_do_not_confirm_fails_and_is_retried(
         r, work, worker_requires_a_replica, caplog):
     handoff.accept(r, HANDOFF, "dlr", [report("w1")], source="push", body=b"{}", path="/infobip/dlr")

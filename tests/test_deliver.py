@@ -25,7 +25,7 @@ from rq import Queue, SimpleWorker
 from app.connection import queue_client
 from app.enqueue import outbox
 from app.events import build
-from app.keys import CLAIMED, DEAD_LETTERS, DELIVERY_QUEUE, QUEUE_NAME, RETRIES, consumer_key
+from app.keys import DEAD_LETTERS, DELIVERY_QUEUE, QUEUE_NAME, RETRIES, consumer_key
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
 from tools.redis_server import EmbeddedRedis
@@ -387,7 +387,7 @@ def test_a_claimed_batch_is_delivered_once_by_the_rerun_of_its_job(crm, consumer
     ids = event_ids(service, messages)
     assert consumer_server.delivered("/crm") == dict.fromkeys(ids, 1)
     assert not r.exists(channel.batch(job_id)) and not r.exists(channel.lock)
-    assert not r.smembers(CLAIMED.format(t=""))  # the applied batch is no longer listed for the sweep
+    assert not r.smembers(channel.claimed)  # the applied batch is no longer listed for the sweep
     work()  # the queued job finds nothing left to do
     assert len(consumer_server.requests("/crm")) == 3
 

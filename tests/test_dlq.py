@@ -17,7 +17,7 @@ from flask import request
 
 from app import dlq, quarantine
 from app.enqueue import outbox
-from app.keys import QUARANTINE
+from app.keys import DEAD_LETTERS, QUARANTINE, consumer_key
 from tests.consumers import Answer, ConsumerServer, http_consumer, routes_text
 from tests.samples import push, report
 
@@ -107,10 +107,11 @@ def test_replay_without_ids_replays_every_dead_letter(service, consumer_server, 
 def test_two_replays_racing_queue_each_dead_letter_once(service, consumer_server, work, r):
     ids = kill(service, consumer_server, work, "m-1", "m-2")
     # Both replays read the dead letters before either moved one: the move itself decides.
-    pairs = [part for raw in r.lrange("dead:crm", 0, -1) for part in (raw, raw)]
-    assert r.eval(dlq._MOVE, 2, "dead:crm", "out:crm", *pairs) == 2
-    assert r.eval(dlq._MOVE, 2, "dead:crm", "out:crm", *pairs) == 0
-    assert r.llen("out:crm") == 2
+    dead, out = DEAD_LETTERS.format(consumer=consumer_key("crm")), outbox("crm").inbox
+    pairs = [part for raw in r.lrange(dead, 0, -1) for part in (raw, raw)]
+    assert r.eval(dlq._MOVE, 2, dead, out, *pairs) == 2
+    assert r.eval(dlq._MOVE, 2, dead, out, *pairs) == 0
+    assert r.llen(out) == 2
     assert dlq.replay_dead(r, "crm") == 0
     outbox("crm").kick(r)
     work()

@@ -14,9 +14,9 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from app import enqueue, store
+from app import enqueue, keys, store
 from app.connection import queue_client
-from app.keys import CLAIMED, EVENT_STREAM, INDEX_ALL, LANE_LOCK, QUEUE_NAME
+from app.keys import EVENT_STREAM, INDEX_ALL, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
 from workers import drain, sweep
 
@@ -52,9 +52,9 @@ def assert_applied_once(r, ids: list[str]) -> None:
 def assert_lane_idle(r, lane: int = LANE) -> None:
     assert r.llen(enqueue.lane(lane).inbox) == 0
     assert r.keys(enqueue.lane(lane).batch("*")) == []
-    claimed = r.smembers(CLAIMED.format(t=""))
+    claimed = r.smembers(enqueue.lane(lane).claimed)
     assert not [key for key in claimed if key.startswith(b"batch:")]  # none left listed
-    assert r.get(LANE_LOCK.format(lane=lane)) is None
+    assert r.get(enqueue.lane(lane).lock) is None
 
 
 # --- the normal path ------------------------------------------------------------------------
@@ -85,8 +85,8 @@ def test_ingest_kicks_one_job_per_lane(infobip, work, r):
     ids = ids_in_lane(LANE, 3)
     for message_id in ids:  # three requests, one lane: the first kicks, the others find it owned
         assert infobip.dlr(push(report(message_id))).status_code == 200
-    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
-    assert r.llen(f"rq:queue:{QUEUE_NAME}") == 1
+    job_id = r.get(enqueue.lane(LANE).lock).decode()
+    assert queue_client(r).llen(f"rq:queue:{QUEUE_NAME}") == 1
     assert Job.fetch(job_id, connection=queue_client(r)).func_name == "workers.drain.run"
     work()
     assert_applied_once(r, ids)
@@ -123,7 +123,7 @@ def test_rerun_with_real_rq(infobip, work, r):
     """The job ingest enqueued dies after claiming; RQ runs the job with that id again."""
     ids = ids_in_lane(LANE, 4)
     assert infobip.dlr(push(*(report(m) for m in ids))).status_code == 200
-    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    job_id = r.get(enqueue.lane(LANE).lock).decode()
     assert enqueue.lane(LANE).own(r, job_id)
     enqueue.lane(LANE).claim(r, job_id)
     assert batch(r, job_id) == ids
@@ -146,7 +146,7 @@ def test_job_that_died_after_applying_but_before_releasing(r):
     enqueue.lane(LANE).own(r, "job-1")
     items = enqueue.lane(LANE).claim(r, "job-1")
     assert drain.apply_batch(r, LANE, "job-1", items, Counter())  # applied; then the job died
-    assert r.get(LANE_LOCK.format(lane=LANE)) == b"job-1"  # the lane is still held
+    assert r.get(enqueue.lane(LANE).lock) == b"job-1"  # the lane is still held
 
     assert drain.drain(r, LANE, "job-1") == {}
     assert_applied_once(r, ids)
@@ -156,7 +156,7 @@ def test_job_that_died_after_applying_but_before_releasing(r):
 def test_rerun_with_real_rq_after_a_completed_job(infobip, work, r):
     ids = ids_in_lane(LANE, 3)
     infobip.dlr(push(*(report(m) for m in ids)))
-    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    job_id = r.get(enqueue.lane(LANE).lock).decode()
     work()
     enqueue.lane(LANE).enqueue_job(r, job_id)  # e.g. a retry RQ scheduled before the success landed
     work()
@@ -171,7 +171,7 @@ def test_job_that_finds_its_lane_owned_hands_its_batch_back(r):
     ids = fill(r, 5)
     enqueue.lane(LANE).own(r, "job-old")
     enqueue.lane(LANE).claim(r, "job-old", size=3)
-    r.set(LANE_LOCK.format(lane=LANE), "job-new")  # the lock expired and another job took the lane
+    r.set(enqueue.lane(LANE).lock, "job-new")  # the lock expired and another job took the lane
 
     assert drain.drain(r, LANE, "job-old") == {"handedBack": 3}
     assert batch(r, "job-old") == []
@@ -187,7 +187,7 @@ def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
     ids = fill(r, 2)
     enqueue.lane(LANE).own(r, "job-1")
     items = enqueue.lane(LANE).claim(r, "job-1")
-    r.set(LANE_LOCK.format(lane=LANE), "job-2")
+    r.set(enqueue.lane(LANE).lock, "job-2")
     assert drain.apply_batch(r, LANE, "job-1", items, Counter()) is False
     assert r.xlen(EVENT_STREAM) == 0
     assert store.get_message(r, ids[0]) is None
@@ -195,7 +195,7 @@ def test_apply_batch_refuses_when_the_lane_is_no_longer_ours(r):
 
 
 def test_own_and_release(r):
-    lock = LANE_LOCK.format(lane=LANE)
+    lock = enqueue.lane(LANE).lock
     assert enqueue.lane(LANE).own(r, "a")
     assert 0 < r.ttl(lock) <= enqueue.LOCK_TTL
     assert enqueue.lane(LANE).own(r, "a")  # already ours
@@ -220,31 +220,33 @@ def test_claimed_batches_are_listed_while_they_exist(r):
     channel = enqueue.lane(LANE)
     fill(r, 4)
     channel.claim(r, "job-1", size=2)
-    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
-    r.srem(CLAIMED.format(t=""), channel.batch("job-1"))  # e.g. claimed by a version before the set
+    assert r.smembers(enqueue.lane(LANE).claimed) == {channel.batch("job-1").encode()}
+    r.srem(enqueue.lane(LANE).claimed, channel.batch("job-1"))  # e.g. claimed by a version before the set
     channel.claim(r, "job-1")  # the re-run gets its batch back, listed again
-    assert r.smembers(CLAIMED.format(t="")) == {channel.batch("job-1").encode()}
+    assert r.smembers(enqueue.lane(LANE).claimed) == {channel.batch("job-1").encode()}
     channel.hand_back(r, "job-1")
-    assert r.smembers(CLAIMED.format(t="")) == set()
+    assert r.smembers(enqueue.lane(LANE).claimed) == set()
     assert channel.claim(r, "job-2", size=0) == []  # nothing claimed
-    assert r.smembers(CLAIMED.format(t="")) == set()
+    assert r.smembers(enqueue.lane(LANE).claimed) == set()
 
 
+@pytest.mark.single_redis("a cluster has no batches of versions before the claimed set: no scan for them")
 def test_sweep_lists_batches_claimed_before_the_set_existed_once(r):
     """An upgrade: a batch key that no set lists (its job is gone) is still handed back."""
     ids = fill(r, 3)
     enqueue.lane(LANE).claim(r, "old-version")
-    r.delete(CLAIMED.format(t=""))  # as a version before the claimed set left it
+    r.delete(enqueue.lane(LANE).claimed)  # as a version before the claimed set left it
     assert sweep.sweep(r)["handedBack"] == 3 and inbox(r) == ids
     enqueue.lane(LANE).claim(r, "old-version-2")
-    r.delete(CLAIMED.format(t=""))
+    r.delete(enqueue.lane(LANE).claimed)
     assert sweep.sweep(r).get("handedBack", 0) == 0  # the keyspace is scanned once, not every sweep
 
 
 def test_sweep_unlists_a_listed_batch_that_is_gone(r):
-    r.sadd(CLAIMED.format(t=""), enqueue.lane(LANE).batch("gone"))  # its key was dropped without unlisting it
+    channel = enqueue.lane(LANE)
+    r.sadd(channel.claimed, channel.batch("gone"))  # its key was dropped without unlisting it
     assert sweep.sweep(r).get("handedBack", 0) == 0
-    assert r.smembers(CLAIMED.format(t="")) == set()
+    assert r.smembers(enqueue.lane(LANE).claimed) == set()
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -254,7 +256,7 @@ def test_sweep_hands_back_an_orphaned_batch_and_kicks_the_idle_lane(r, work):
     ids = fill(r, 4)
     enqueue.lane(LANE).own(r, "ghost")  # a job id RQ never heard of
     enqueue.lane(LANE).claim(r, "ghost")
-    r.delete(LANE_LOCK.format(lane=LANE))  # its lock expired
+    r.delete(enqueue.lane(LANE).lock)  # its lock expired
 
     done = sweep.sweep(r)
     assert done["handedBack"] == 4 and done["kicked"] == 1
@@ -294,12 +296,12 @@ def test_sweep_hands_back_the_batch_of_a_finished_job(r, work, infobip):
     """A job that finished (or failed for good) without applying its batch is not live."""
     ids = ids_in_lane(LANE, 2)
     infobip.dlr(push(report(ids[0])))
-    job_id = r.get(LANE_LOCK.format(lane=LANE)).decode()
+    job_id = r.get(enqueue.lane(LANE).lock).decode()
     work()  # the job has finished
     r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(ids[1])))
     enqueue.lane(LANE).own(r, job_id)
     enqueue.lane(LANE).claim(r, job_id)
-    r.delete(LANE_LOCK.format(lane=LANE))
+    r.delete(enqueue.lane(LANE).lock)
     assert sweep.sweep(r)["handedBack"] == 1
     work()
     assert_applied_once(r, ids)
@@ -309,7 +311,7 @@ def test_sweep_as_an_rq_job(r, work):
     ids = fill(r, 3)
     enqueue.lane(LANE).own(r, "ghost")
     enqueue.lane(LANE).claim(r, "ghost")
-    r.delete(LANE_LOCK.format(lane=LANE))
+    r.delete(enqueue.lane(LANE).lock)
     Queue(QUEUE_NAME, connection=queue_client(r)).enqueue("workers.sweep.run")
     work()  # the sweep, then the drain job it kicked
     assert_applied_once(r, ids)
@@ -317,9 +319,9 @@ def test_sweep_as_an_rq_job(r, work):
 
 
 def test_sweep_trims_index_entries_older_than_retention(r):
-    r.zadd(INDEX_ALL.format(t=""), {"old": 1_000_000_000, "new": 4_000_000_000})
+    r.zadd(INDEX_ALL.format(t=keys.tag(LANE)), {"old": 1_000_000_000, "new": 4_000_000_000})
     assert sweep.sweep(r)["expiredIndex"] == 1
-    assert r.zrange(INDEX_ALL.format(t=""), 0, -1) == [b"new"]
+    assert r.zrange(INDEX_ALL.format(t=keys.tag(LANE)), 0, -1) == [b"new"]
 
 
 @pytest.mark.parametrize("lanes_used", [1, 4])

@@ -12,7 +12,7 @@ from rq.job import Job
 from app import enqueue
 from app.connection import queue_client
 from app.enqueue import Write
-from app.keys import LANE_LOCK, QUARANTINE, QUEUE_NAME
+from app.keys import QUARANTINE, QUEUE_NAME
 
 
 def items(*numbers: int) -> list[bytes]:
@@ -30,17 +30,17 @@ def test_items_of_several_writes_land_in_their_lanes_in_order(r):
 
 def test_a_free_lane_is_taken_and_gets_one_drain_job(r):
     enqueue.push(r, [Write({0: items(1)}), Write({0: items(2)})])
-    job_id = r.get(LANE_LOCK.format(lane=0)).decode()
-    assert r.ttl(LANE_LOCK.format(lane=0)) > 0  # a job that dies leaves a lock that lapses
+    job_id = r.get(enqueue.lane(0).lock).decode()
+    assert r.ttl(enqueue.lane(0).lock) > 0  # a job that dies leaves a lock that lapses
     assert Queue(QUEUE_NAME, connection=queue_client(r)).job_ids == [job_id]
     assert Job.fetch(job_id, connection=queue_client(r)).args == (0,)
 
 
 def test_an_owned_lane_gets_items_but_no_second_job(r):
-    r.set(LANE_LOCK.format(lane=2), "running-job", ex=30)
+    r.set(enqueue.lane(2).lock, "running-job", ex=30)
     enqueue.push(r, [Write({2: items(1)})])
     assert inbox(r, 2) == [1]
-    assert r.get(LANE_LOCK.format(lane=2)) == b"running-job"
+    assert r.get(enqueue.lane(2).lock) == b"running-job"
     assert Queue(QUEUE_NAME, connection=queue_client(r)).job_ids == []
 
 

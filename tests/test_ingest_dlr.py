@@ -12,12 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from app import create_app
+from app import create_app, enqueue
 from app.errors import ConfigError
 from app.keys import EVENT_STREAM, QUARANTINE
 from tests.conftest import API_KEY, TOKEN, Infobip, basic_header
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, PLAIN_DOCTYPE, push, raw, report
-from tools.redis_server import free_port
 
 
 def quarantined(r) -> list[dict[str, Any]]:
@@ -371,7 +370,7 @@ def test_a_full_bucket_of_100_reports(infobip, work, api, r):
     """Infobip's default maxBucketSize: 100 reports in one request, over every drain lane."""
     body = push(*(report(f"msg-{n:03}", bulkId="bucket") for n in range(100)))
     assert infobip.dlr(body).json == {"accepted": 100, "rejected": []}
-    assert {key.decode() for key in r.keys("inbox:*")} == {f"inbox:{lane}" for lane in range(4)}
+    assert {key.decode() for key in r.keys("inbox:*")} == {enqueue.lane(lane).inbox for lane in range(4)}
     work()
     assert r.xlen(EVENT_STREAM) == 100
     assert api.get("/api/bulks/bucket").json["total"] == 100
@@ -418,8 +417,8 @@ def test_every_truncation_is_400(name, infobip, r):
 
 
 @pytest.fixture
-def redis_down_app(config):
-    return create_app({**config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+def redis_down_app(data_plane_down):
+    return data_plane_down()
 
 
 @pytest.mark.parametrize(

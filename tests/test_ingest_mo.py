@@ -19,7 +19,6 @@ from app.errors import ConfigError
 from app.keys import EVENT_STREAM, INDEX_IN, PARTS, PARTS_PENDING, QUARANTINE
 from tests.conftest import BASIC_PASSWORD, TOKEN, Infobip, basic_header, run_workers
 from tests.samples import BILLION_LAUGHS, EXTERNAL_ENTITY, SEED_BIN, SEED_PULL, SEED_TEXT
-from tools.redis_server import free_port
 from workers import sweep
 from workers.settings import routes, settings
 
@@ -830,8 +829,8 @@ def _dumps(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def test_redis_down_is_503_for_mo(config):
-    mo = mo_client(config, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+def test_redis_down_is_503_for_mo(data_plane_down):
+    mo = Mo(data_plane_down().test_client())
     resp = mo.get(sender=SENDER, text="hi")
     assert resp.status_code == 503
     assert int(resp.headers["Retry-After"]) > 0

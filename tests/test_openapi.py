@@ -192,8 +192,8 @@ def answer(app: Any, path: str, method: str, status: int, **request: Any) -> Any
     return response
 
 
-def test_redis_away_is_503_with_retry_after_everywhere(config) -> None:
-    app = create_app({**config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+def test_redis_away_is_503_with_retry_after_everywhere(data_plane_down) -> None:
+    app = data_plane_down()
     got = answer(app, "/infobip/dlr", "POST", 503, query=INGEST, body=NOTIFY, media_type="application/json")
     assert got.headers["retry-after"] == ["30"] and got.json()["error"] == "store_unavailable"
     answer(app, "/infobip/mo", "GET", 503, query={**INGEST, "sender": "385", "text": "hi"})

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app import quarantine, store
+from app import enqueue, keys, quarantine, store
 from app.infobip import pull, status
 from app.infobip.client import InfobipClient, RetryPolicy
 from app.keys import PULL_LOCK, WORKER_COUNTERS
@@ -85,7 +85,7 @@ def test_a_report_by_push_and_by_pull_is_one_event(fake_infobip, ib, r, work, in
     work()
     message = store.get_message(r, "twice")
     assert len(message["history"]) == 1 and message["source"] == "push"
-    counters = WORKER_COUNTERS.format(t="")
+    counters = WORKER_COUNTERS.format(t=keys.tag_of("twice"))  # its lane's, on a cluster
     assert int(r.hget(counters, "dlr:new")) == 1 and int(r.hget(counters, "dlr:duplicate")) == 1
 
 
@@ -127,7 +127,7 @@ def test_a_page_redis_refuses_is_kept_in_hand_and_written_once_redis_is_back(tmp
         page = {"results": [report("kept-1"), report("kept-2")]}
         answer = pull.hand_over(down, CONFIG, pull.REPORTS, page["results"], page, tries=8)
         assert answer["accepted"] == 2
-        assert down.llen("inbox:0") + down.llen("inbox:1") + down.llen("inbox:2") + down.llen("inbox:3") == 2
+        assert sum(down.llen(enqueue.lane(lane).inbox) for lane in range(4)) == 2
     finally:
         back.join()
         server.stop()

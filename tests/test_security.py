@@ -20,7 +20,6 @@ from app.errors import ConfigError
 from app.keys import QUARANTINE
 from tests.conftest import API_KEY, BASIC_PASSWORD, BASIC_USER, SECRETS, TOKEN, basic_header
 from tests.samples import raw
-from tools.redis_server import free_port
 
 MO_PARAMS = "sender=38598123123&receiver=41793026727&text=KEY+Test+message&messageid=mo-sec-1"
 
@@ -317,9 +316,10 @@ def test_secrets_never_reach_quarantine_for_oversized_bodies(
 
 
 @endpoints
-def test_secrets_never_reach_the_log_when_redis_is_down(method, path, body, content_type, config, caplog):
+def test_secrets_never_reach_the_log_when_redis_is_down(method, path, body, content_type, data_plane_down,
+                                                        caplog):
     caplog.set_level(logging.DEBUG)
-    app = create_app({**config, "REDIS_URL": f"redis://:{TOKEN}@127.0.0.1:{free_port()}/0"})
+    app = data_plane_down(password=TOKEN)
     resp = call(app.test_client(), method, path, body, content_type, query_string={"token": TOKEN})
     assert resp.status_code == 503
     assert leaks(resp.get_data(as_text=True)) == []

@@ -13,13 +13,13 @@ import pytest
 import redis
 
 from app import config, quarantine, store
+from app.connection import make_client
 from app.keys import EVENT_STREAM
 from app.smpp import status
 from app.smpp.__main__ import Runner, settings
 from tests.test_smpp_pdu_map import SEED_OK, SEED_OK_TLVS
 from tools import wait
 from tools.fake_infobip.smpp import FakeSmsc, receipt
-from tools.redis_server import free_port
 
 SYSTEM_ID, PASSWORD = "acme", "s3cret-9"
 
@@ -51,7 +51,8 @@ class Running:
 def start(redis_server, r) -> Iterator[Any]:
     started: list[Running] = []
 
-    def make(port: int, redis_url: str | None = None, **overrides: Any) -> Running:
+    def make(port: int, client: redis.Redis | None = None, **overrides: Any) -> Running:
+        """Sessions on the data plane (`make_client`, as app/smpp/__main__.py), or on `client`."""
         cfg = {
             **config.load(),
             "REDIS_URL": redis_server.url,
@@ -63,10 +64,7 @@ def start(redis_server, r) -> Iterator[Any]:
             "QUARANTINE_MAX": 100,
             **overrides,
         }
-        client = redis.Redis.from_url(
-            redis_url or redis_server.url, socket_timeout=2, socket_connect_timeout=1
-        )
-        running = Running(Runner(settings(cfg), client), cfg.get("SMPP_SESSIONS", 1))
+        running = Running(Runner(settings(cfg), client or make_client(cfg)), cfg.get("SMPP_SESSIONS", 1))
         started.append(running)
         return running
 
@@ -123,8 +121,8 @@ def test_a_malformed_pdu_is_quarantined_and_the_session_goes_on(smsc, start, r, 
     assert store.get_message(r, "after") is not None
 
 
-def test_redis_down_answers_rsyserr_and_nothing_is_acknowledged(smsc, start, r):
-    start(smsc.port, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+def test_redis_down_answers_rsyserr_and_nothing_is_acknowledged(smsc, start, data_plane_down):
+    start(smsc.port, data_plane_down(make_client))
     smsc.deliver([receipt("m1")])
     wait.wait_for(lambda: smsc.state()["statuses"].get("8", 0) >= 2, 20, "ESME_RSYSERR answers, resent")
     assert smsc.state()["acked"] == []

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app import dlr, events, store
+from app import dlr, events, keys, store
 from app.keys import BULK, EVENT_STREAM, INDEX_ALL, INDEX_BULK, INDEX_TO, MESSAGE
 from tests.samples import push, raw, report
 from workers.settings import settings
@@ -57,12 +57,13 @@ def delivered(message_id: str, **fields: Any) -> dict[str, Any]:
 
 def test_resent_report_changes_nothing_and_emits_nothing(deliver, r):
     deliver(push(delivered("m1")))
-    before = (r.get(MESSAGE.format(t="", message_id="m1")), r.hgetall(BULK.format(t="", bulk_id="bulk-1")))
+    t = keys.tag_of("m1")  # m1's lane on a cluster
+    before = (r.get(MESSAGE.format(t=t, message_id="m1")), r.hgetall(BULK.format(t=t, bulk_id="bulk-1")))
     assert r.xlen(EVENT_STREAM) == 1
 
     deliver(push(delivered("m1")))  # Infobip resends when our answer was slow
 
-    after = (r.get(MESSAGE.format(t="", message_id="m1")), r.hgetall(BULK.format(t="", bulk_id="bulk-1")))
+    after = (r.get(MESSAGE.format(t=t, message_id="m1")), r.hgetall(BULK.format(t=t, bulk_id="bulk-1")))
     assert after == before
     assert r.xlen(EVENT_STREAM) == 1
     assert len(history(r, "m1")) == 1
@@ -273,14 +274,14 @@ def retention_days(monkeypatch):
 def test_keys_expire_after_retention_days(retention_days, deliver, r):
     deliver(push(delivered("m1")))
     seconds = retention_days * 86400
-    keys = [
-        MESSAGE.format(t="", message_id="m1"),
-        BULK.format(t="", bulk_id="bulk-1"),
-        INDEX_ALL.format(t=""),
-        INDEX_TO.format(t=""),
-        INDEX_BULK.format(t="", bulk_id="bulk-1"),
+    names = [  # m1's: on a cluster, in m1's lane
+        MESSAGE.format(t=keys.tag_of("m1"), message_id="m1"),
+        BULK.format(t=keys.tag_of("m1"), bulk_id="bulk-1"),
+        INDEX_ALL.format(t=keys.tag_of("m1")),
+        INDEX_TO.format(t=keys.tag_of("m1")),
+        INDEX_BULK.format(t=keys.tag_of("m1"), bulk_id="bulk-1"),
     ]
-    for key in keys:
+    for key in names:
         ttl = r.ttl(key)
         assert seconds - 60 < ttl <= seconds, key
 
@@ -289,7 +290,7 @@ def test_default_retention_is_seven_days(deliver, r, monkeypatch):
     monkeypatch.delenv("RETENTION_DAYS", raising=False)
     settings.cache_clear()
     deliver(push(delivered("m1")))
-    assert 7 * 86400 - 60 < r.ttl(MESSAGE.format(t="", message_id="m1")) <= 7 * 86400
+    assert 7 * 86400 - 60 < r.ttl(MESSAGE.format(t=keys.tag_of("m1"), message_id="m1")) <= 7 * 86400
     settings.cache_clear()
 
 
@@ -362,6 +363,7 @@ def test_event_id_of_a_report_without_dates_or_error():
 
 def test_amounts_in_state_are_decimal_text(deliver, r):
     deliver(raw("notify_push.nested.xml"), "application/xml")
-    raw_bulk = r.hgetall(BULK.format(t="", bulk_id="BULK-ID-123-xyz"))
+    raw_bulk = {field: value for t in keys.tags()  # one hash per lane on a cluster, fields never overlap
+                for field, value in r.hgetall(BULK.format(t=t, bulk_id="BULK-ID-123-xyz")).items()}
     costs = [v.decode() for k, v in raw_bulk.items() if b":c:" in k]
     assert costs and all(Decimal(c) == Decimal("0.0001000000") for c in costs)

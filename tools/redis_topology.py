@@ -257,14 +257,14 @@ class ClusterTopology:
     """`primaries` primaries with `replicas_each` replicas each, slots split evenly."""
 
     def __init__(self, base: Path, *, primaries: int = 3, replicas_each: int = 1,
-                 node_timeout_ms: int = 2000) -> None:
+                 node_timeout_ms: int = 2000, password: str | None = None) -> None:
         base = Path(base)
         self.count = primaries
         opts = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
                 "--cluster-replica-validity-factor", "0"]  # any replica may take over, however stale
         self.nodes = [Node(base / f"node-{i}", [*opts, "--cluster-config-file",
                                                 str((base / f"node-{i}" / "nodes.conf").resolve())],
-                           cluster=True)
+                           password, cluster=True)
                       for i in range(primaries * (1 + replicas_each))]
 
     def start(self, timeout: float = 30.0) -> ClusterTopology:

@@ -119,10 +119,11 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         for t, members in looked.items():
             r.zadd(INDEX_PENDING.format(t=t), members, xx=True, gt=True)
     pipe = r.pipeline(transaction=True)
-    pipe.set(RECONCILE_LAST, orjson.dumps(figures))
+    last, totals = (name.format(t=keys.reconcile_tag()) for name in (RECONCILE_LAST, RECONCILE_TOTALS))
+    pipe.set(last, orjson.dumps(figures))
     for name in ("candidates", "checked", "filledFromLogs", "stale", "calls"):
-        pipe.hincrby(RECONCILE_TOTALS, name, figures[name])
-    pipe.hincrby(RECONCILE_TOTALS, "runs", 1)
+        pipe.hincrby(totals, name, figures[name])
+    pipe.hincrby(totals, "runs", 1)
     pipe.execute()
     log.info("reconcile", extra=figures)
     return figures

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from redis import Redis, RedisError
 
+from app import store
 from app.keys import SMPP_BIND
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def write_every(r: Redis, session: int, seconds: float, state: dict[str, Any]) -
 
 def binds(r: Redis, sessions: int) -> list[dict[str, Any]]:
     """One entry per configured session: state ("bound", "connecting", "down"), host, counts."""
-    raw = r.mget([SMPP_BIND.format(session=n) for n in range(sessions)]) if sessions else []
+    raw = store.mget(r, [SMPP_BIND.format(session=n) for n in range(sessions)])  # one per slot on a cluster
     found = []
     for n, blob in enumerate(raw):
         entry = orjson.loads(blob) if blob else {"state": "down", "error": "no report from the smpp process"}
