@@ -37,7 +37,8 @@ class ReceiverRequest(Request):
     """Werkzeug decodes the raw query string as strict UTF-8 (`request.args`, `full_path`), so a
     non-UTF-8 byte sent unescaped (`?text=` and a raw 0x80, which proxies pass on) raised a 500 in auth,
     before the request could even be quarantined. Such bytes are percent-escaped on arrival;
-    werkzeug then keeps them escaped in the values, exactly as it does for a sent `%80`."""
+    werkzeug then keeps them escaped in the values, exactly as it does for a sent `%80`.
+    It also notes when it was made: the start of the time `metrics.observe_end` reports."""
 
     def __init__(self, environ: dict[str, Any], populate_request: bool = True, shallow: bool = False) -> None:
         super().__init__(environ, populate_request, shallow)

@@ -63,7 +63,7 @@ def request_id(environ: dict[str, Any]) -> str:
     # Echoed in our answer and logs: only a plain token, never CR/LF or other header injection.
     # A request id needs to be unique, not secret: `random` (re-seeded in every forked process)
     # does not make a system call as uuid4 does.
-    return given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    return given if given and _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
 
 
 def observe_end(response: Response) -> Response:
