@@ -486,3 +486,11 @@ def test_a_bucket_mixing_fast_slow_and_bad_reports_keeps_its_order():
     assert [data["messageId"] for data in accepted] == ["m1", "m2", "m4"]
     assert accepted[1]["smsCount"] == 2  # marshmallow's path converts the text
     assert [x["index"] for x in rejected] == [2, 4]
+
+
+def test_the_fast_path_knows_every_field_of_the_schema():
+    """A field added to the schema must be added to quick_load's checks too (or it would pass
+    unchecked there)."""
+    checked = {"messageId", "sentAt", "doneAt", "smsCount", *dlr._CLEAN_TEXT, *dlr._ANY_TEXT,
+               *(name for name, _schema in dlr._NESTED)}
+    assert checked == set(dlr._FIELDS)
