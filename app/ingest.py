@@ -9,11 +9,12 @@ Retry-After when Redis cannot take the write (a RedisError from any step; see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import orjson
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Request, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
@@ -32,29 +33,33 @@ class IngestView(MethodView):
 
     kind: str
     parser: ModuleType
+    init_every_request = False  # one view object serves every request: it keeps no request state
     source = "push"  # provenance of what this view accepts (SPEC §9); a replay keeps the input's
 
     def post(self, rest: str = "") -> tuple[dict[str, Any], int]:
-        auth.check_ingest(request, current_app.config)
+        # The objects, not their proxies: each proxy access is a context-variable lookup.
+        auth.check_ingest(request._get_current_object(), current_app.config)  # type: ignore[attr-defined]
         return self.process()
 
     def process(self, keep_rejects: bool = True) -> tuple[dict[str, Any], int]:
         """Everything after auth; also what a quarantine replay runs again (keep_rejects=False:
         the entry being replayed is still there, it needs no twin)."""
-        config = current_app.config
-        r = get_redis()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        config = app.config
+        r = app.extensions["redis"]
 
         def keep(entry: bytes | None) -> None:
             if entry is not None and keep_rejects:
                 quarantine.keep(r, entry, config["QUARANTINE_MAX"])
 
-        url_bytes = len(request.environ.get("RAW_URI") or request.full_path)
+        url_bytes = len(req.environ.get("RAW_URI") or req.full_path)
         if url_bytes > config["MAX_URL_BYTES"]:
             keep(quarantine.record(request, "URL too long", {"urlBytes": url_bytes}))
             raise UriTooLong(f"the URL is {url_bytes} bytes, over MAX_URL_BYTES ({config['MAX_URL_BYTES']})")
 
         try:
-            body = request.get_data(cache=False)
+            body = req.get_data(cache=False)
         except RequestEntityTooLarge:
             keep(quarantine.record(request, "body too large"))
             raise
@@ -65,12 +70,12 @@ class IngestView(MethodView):
             keep(quarantine.record(request, "body cut short"))
             raise
         try:
-            raw_items = self.raw_items(body)
+            raw_items = self.raw_items(body, req)
         except ReceiverError as err:
             keep(quarantine.record(request, err.message, err.details, body))
             metrics.count_items(self.kind, 0, 1)
             raise
-        accepted, rejected = self.validate(raw_items)
+        accepted, rejected = self.validate(raw_items, config)
         metrics.count_items(self.kind, len(accepted), len(rejected))
         entry = None
         if rejected:
@@ -78,22 +83,23 @@ class IngestView(MethodView):
         if not accepted:
             keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
-        write = enqueue.Write(self.lanes(accepted), entry if keep_rejects else None)
-        current_app.extensions["group_commit"].push(write)  # returns once it is in Redis
+        write = enqueue.Write(self.lanes(accepted, config), entry if keep_rejects else None)
+        app.extensions["group_commit"].push(write)  # returns once it is in Redis
         return {"accepted": len(accepted), "rejected": rejected}, 200
 
-    def raw_items(self, body: bytes) -> list[Any]:
-        kind, doc = decode_body(body, request.content_type)
+    def raw_items(self, body: bytes, req: Request) -> list[Any]:
+        kind, doc = decode_body(body, req.content_type)
         found = self.parser.items(kind, doc)
         if not found:
             raise InvalidPayload("no items in the body")
         return found
 
-    def validate(self, raw_items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return handoff.validate(self.kind, raw_items, current_app.config["CODE_DESCRIPTIONS"], self.source)
+    def validate(self, raw_items: list[Any], config: Mapping[str, Any],
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return handoff.validate(self.kind, raw_items, config["CODE_DESCRIPTIONS"], self.source)
 
-    def lanes(self, accepted: list[dict[str, Any]]) -> dict[int, list[bytes]]:
-        return handoff.by_lane(self.kind, accepted, current_app.config["DRAIN_LANES"])
+    def lanes(self, accepted: list[dict[str, Any]], config: Mapping[str, Any]) -> dict[int, list[bytes]]:
+        return handoff.by_lane(self.kind, accepted, config["DRAIN_LANES"])
 
 
 class DeliveryReportView(IngestView):
@@ -111,11 +117,11 @@ class InboundView(IngestView):
     def get(self, rest: str = "") -> tuple[dict[str, Any], int]:
         return self.post(rest)
 
-    def raw_items(self, body: bytes) -> list[Any]:
+    def raw_items(self, body: bytes, req: Request) -> list[Any]:
         template = current_app.extensions["mo_template"]
         # The leading '/' keeps an empty first segment (an empty %receiver% in `//in-123`).
-        rest = "/" + (request.view_args or {}).get("rest", "")
-        found = mo.items(template, rest, request.args, request.content_type, body)
+        rest = "/" + (req.view_args or {}).get("rest", "")
+        found = mo.items(template, rest, req.args, req.content_type, body)
         if not found:
             raise InvalidPayload("no MO parameters in the request")
         return found

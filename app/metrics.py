@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -57,29 +57,31 @@ for _kind in ("dlr", "mo"):  # every count is shown from the start, 0 until some
         _items(_kind, _outcome)
 
 
-def observe_start() -> None:
-    given = request.headers.get("X-Request-Id", "")
+def request_id(environ: dict[str, Any]) -> str:
+    """The caller's X-Request-Id, or a new one."""
+    given = environ.get("HTTP_X_REQUEST_ID", "")
     # Echoed in our answer and logs: only a plain token, never CR/LF or other header injection.
     # A request id needs to be unique, not secret: `random` (re-seeded in every forked process)
     # does not make a system call as uuid4 does.
-    request_id = given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
-    g.observed = (time.perf_counter(), request_id)
+    return given if given and _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
 
 
 def observe_end(response: Response) -> Response:
-    """Count, time and log every request: one log line each, path without its query string."""
+    """Count, time and log every request: one log line each, path without its query string.
+    The one hook: the time is counted from when the request object was made
+    (`app.ReceiverRequest`), which is also when a before-request hook would have run."""
     # The request itself, not its proxy: each proxy access is a context-variable lookup, and
-    # these hooks run on every request (docs/BENCHMARKS.md, session 4).
+    # this hook runs on every request (docs/BENCHMARKS.md, session 4).
     req = request._get_current_object()  # type: ignore[attr-defined]
     now = time.perf_counter()
-    started, request_id = g.get("observed", (now, ""))
-    duration = now - started
+    duration = now - getattr(req, "started", now)
+    rid = request_id(req.environ)
     endpoint = req.url_rule.rule if req.url_rule else "unmatched"
     _requests(endpoint, str(response.status_code)).inc()
     if endpoint.startswith("/infobip/"):
         _ingest_seconds(endpoint).observe(duration)
-    response.headers["X-Request-Id"] = request_id
-    log.info("request", extra={"request_id": request_id, "method": req.method, "path": req.path,
+    response.headers["X-Request-Id"] = rid
+    log.info("request", extra={"request_id": rid, "method": req.method, "path": req.path,
                                "status": response.status_code, "duration_ms": round(duration * 1000, 2)})
     return response
 

@@ -8,7 +8,7 @@ PID; its own instructions are not counted), as `app` runs under gunicorn but wit
 HTTP server. The figure is (count of `--hi` requests − count of `--lo`) / (hi − lo), so
 start-up cancels out.
 
-    python -m bench.instructions                      # bare Flask, one report, a 100-report bucket
+    python -m bench.instructions                      # bare Flask, hand-off, one report, a bucket
     python -m bench.instructions --only ours-1        # one of them
     python -m bench.instructions --tree /tmp/before   # another checkout of the service, same input
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-0123456789abcdef"
-CASES = {"bare": ("bare", 1), "ours-1": ("ours", 1), "ours-100": ("ours", 100)}
+CASES = {"bare": ("bare", 1), "handoff": ("handoff", 1), "ours-1": ("ours", 1), "ours-100": ("ours", 100)}
 
 
 def serve(app_name: str, reports: int, count: int) -> None:
@@ -44,6 +44,10 @@ def serve(app_name: str, reports: int, count: int) -> None:
 
     if app_name == "bare":
         from bench.bare_app import app
+
+        path = "/"
+    elif app_name == "handoff":  # the reference of the single-report bar: the durable write alone
+        from bench.handoff_app import app
 
         path = "/"
     else:
@@ -64,6 +68,7 @@ def serve(app_name: str, reports: int, count: int) -> None:
     for _ in range(count):
         environ = {
             "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": f"token={TOKEN}",
+            "RAW_URI": f"{path}?token={TOKEN}",  # as gunicorn sets it
             "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "127.0.0.1:8080", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
             "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.decode import decode_body, media_kind, parse_xml, xml_list
+from app.decode import MAX_DEPTH, decode_body, media_kind, parse_xml, xml_list
 from app.errors import InvalidPayload, UnsupportedMediaType
 from tests.samples import (
     BILLION_LAUGHS,
@@ -188,3 +188,12 @@ def test_xml_list_of_seed_payloads():
     for single in ("reports_by_message_id.single.xml", "reports_by_message_id.single-nested.xml"):
         found = results_of(raw(single))
         assert [item["messageId"] for item in found] == ["ff4804ef-6ab6-4abd-984d-ab3b1387e852"]
+
+
+def test_json_depth_is_checked_at_the_limit_whatever_the_bracket_shortcut():
+    """decode_body skips the depth walk only when the body has too few brackets to be deep."""
+    at_limit = b'{"results": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    assert decode_body(at_limit, "application/json")[0] == "json"
+    over = b'{"results": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}"
+    with pytest.raises(InvalidPayload, match="nested deeper"):
+        decode_body(over, "application/json")

@@ -445,3 +445,52 @@ def test_remembered_nested_objects_keep_value_types_and_errors():
         with pytest.raises(ValidationError) as err:
             dlr.load(flagged)
         assert "id" in err.value.messages["status"]
+
+
+# --- the fast path --------------------------------------------------------------------------
+
+# Values of every JSON type and the edge cases marshmallow judges: each is tried in every field.
+ODD_VALUES = [None, "", "  ", "x", "a\x00b", "ä\x85", "2015-06-04T13:01:52+0100", "2015-06-04", "yesterday",
+              "1", 0, 1, -1, 2**63, 2**64, 1.0, 1.5, True, False, [], ["x"], {}, {"groupId": 3},
+              {"groupId": "3"}, {"groupId": 2**64}, {"pricePerMessage": "1e-999"}, {"id": 5, "x": [1]},
+              "m" * 257]
+
+
+def _marshmallow(item):
+    try:
+        return dlr.load(item)
+    except ValidationError:
+        return "rejected"
+
+
+@pytest.mark.parametrize("field", [*dlr._FIELDS, "sender", "messageCount", "platform", "unknownField"])
+def test_the_fast_path_loads_what_marshmallow_loads_or_leaves_it_to_marshmallow(field):
+    """quick_load never disagrees with marshmallow: same data, or None (marshmallow decides)."""
+    for value in ODD_VALUES:
+        for item in (report("m1", **{field: value}), {k: v for k, v in report("m1").items() if k != field}):
+            fast = dlr.quick_load(item)
+            assert fast is None or fast == _marshmallow(item), (field, value)
+
+
+@pytest.mark.parametrize("name", ["notify_push.json", "intermediate_push.json", "logs.json",
+                                  "logs_rejected_network.json", "reports_pull.json", "v3_report.json"])
+def test_json_reports_as_infobip_sends_them_take_the_fast_path(name):
+    for item in seed_items(name):
+        fast = dlr.quick_load(item, "ru")
+        assert fast is not None and fast == dlr.load(item, "ru")
+
+
+def test_a_bucket_mixing_fast_slow_and_bad_reports_keeps_its_order():
+    bucket = [report("m1"), report("m2", smsCount="2"), "m3", report("m4"), report("m5", sentAt="x")]
+    accepted, rejected = dlr.load_all(bucket)
+    assert [data["messageId"] for data in accepted] == ["m1", "m2", "m4"]
+    assert accepted[1]["smsCount"] == 2  # marshmallow's path converts the text
+    assert [x["index"] for x in rejected] == [2, 4]
+
+
+def test_the_fast_path_knows_every_field_of_the_schema():
+    """A field added to the schema must be added to quick_load's checks too (or it would pass
+    unchecked there)."""
+    checked = {"messageId", "sentAt", "doneAt", "smsCount", *dlr._CLEAN_TEXT, *dlr._ANY_TEXT,
+               *(name for name, _schema in dlr._NESTED)}
+    assert checked == set(dlr._FIELDS)
