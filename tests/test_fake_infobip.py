@@ -103,7 +103,7 @@ def test_logs_are_repeatable_filtered_and_keep_48_hours(fake_infobip: FakeInfobi
     fake_infobip.control.outcome("41793026731", status=15, error=27)  # EXPIRED
     first = advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"}, {"to": "41793026731"},
                      bulkId="b-1")
-    wait_for(lambda: len(results(fake_infobip, "/sms/1/logs", generalStatus="PENDING")) == 0, 5, "reports")
+    wait_for(lambda: len(results(fake_infobip, "/sms/1/logs", generalStatus="PENDING")) == 0, 30, "reports")
     fake_infobip.control.advance_clock(3600)
     advanced(fake_infobip, {"to": "4917612345678", "messageId": "m-3"}, **{"from": "Shop"})
     everything = results(fake_infobip, "/sms/1/logs")
@@ -216,7 +216,7 @@ def test_single_and_multi_sends_and_refusals(fake_infobip: FakeInfobip) -> None:
 def test_without_notify_url_reports_wait_for_a_pull(fake_infobip: FakeInfobip) -> None:
     answer = advanced(fake_infobip, {"to": "41793026727"}, callbackData="cb-1")
     message_id = answer["messages"][0]["messageId"]
-    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 5, "the report")
+    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 30, "the report")
     (report,) = results(fake_infobip, "/sms/1/reports")
     assert report["messageId"] == message_id and report["callbackData"] == "cb-1"
     assert report["status"]["name"] == "DELIVERED_TO_HANDSET"
@@ -230,7 +230,7 @@ def test_reports_are_pushed_to_notify_url_intermediate_then_final(fake_infobip: 
                                                                   receiver: ConsumerServer) -> None:
     advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"}, bulkId="b-1",
              notifyUrl=f"{receiver.url}/dlr", intermediateReport=True, callbackData="cb")
-    wait_for(lambda: len(receiver.requests("/dlr")) == 2, 5, "two pushes")
+    wait_for(lambda: len(receiver.requests("/dlr")) == 2, 30, "two pushes")
     intermediate, final = (seen.event["results"][0] for seen in receiver.requests("/dlr"))
     assert intermediate["status"]["groupName"] == "PENDING" and intermediate["error"]["id"] == 27
     assert final["status"]["name"] == "DELIVERED_TO_HANDSET" and final["messageId"] == "m-1"
@@ -244,7 +244,7 @@ def test_a_failed_push_is_retried_until_answered_2xx(fake_infobip: FakeInfobip,
     receiver.script("/dlr", Answer(500), Answer(503))
     advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"},
              notifyUrl=f"http://user:secret@127.0.0.1:{receiver.port}/dlr")
-    wait_for(lambda: any(p["outcome"] == "delivered" for p in fake_infobip.control.pushes()), 10, "delivery")
+    wait_for(lambda: any(p["outcome"] == "delivered" for p in fake_infobip.control.pushes()), 30, "delivery")
     assert [s.status for s in receiver.requests("/dlr")] == [500, 503, 200]
     assert receiver.requests("/dlr")[0].headers["authorization"] == "Basic " + base64.b64encode(
         b"user:secret").decode()  # userinfo of the notifyUrl becomes Basic auth, as Infobip does
@@ -256,7 +256,7 @@ def test_withheld_reports_are_never_pushed_but_logged(fake_infobip: FakeInfobip,
     fake_infobip.control.withhold(message_ids=["m-lost"])
     advanced(fake_infobip, {"to": "41793026727", "messageId": "m-lost"},
              {"to": "41793026731", "messageId": "m-ok"}, notifyUrl=f"{receiver.url}/dlr")
-    wait_for(lambda: len(fake_infobip.control.pushes()) == 2, 5, "both reports")
+    wait_for(lambda: len(fake_infobip.control.pushes()) == 2, 30, "both reports")
     pushed = [r["messageId"] for seen in receiver.requests("/dlr") for r in seen.event["results"]]
     assert pushed == ["m-ok"]
     assert results(fake_infobip, "/sms/1/reports") == []
@@ -269,7 +269,7 @@ def test_xml_pushes_are_the_seeds_report_response(fake_infobip: FakeInfobip, rec
     advanced(fake_infobip, {"to": "41793026727", "messageId": "m-1"},
              {"to": "41793026731", "messageId": "m-2"}, notifyUrl=f"{receiver.url}/dlr",
              notifyContentType="application/xml", callbackData="cb")
-    wait_for(lambda: len(receiver.requests("/dlr")) == 1, 5, "the push")
+    wait_for(lambda: len(receiver.requests("/dlr")) == 1, 30, "the push")
     (seen,) = receiver.requests("/dlr")
     assert seen.headers["content-type"] == "application/xml"
     assert seen.body.count(b"<results>") == 2 and b"<reportResponse>" in seen.body
@@ -287,7 +287,7 @@ def test_a_fault_for_some_seconds_hits_every_call_until_then(fake_infobip: FakeI
         if time.monotonic() < armed + 2:  # answered before the fault can have ended
             statuses.append(status)
     assert statuses and set(statuses) == {503}
-    wait_for(lambda: call(fake_infobip, "GET", "/sms/1/inbox/reports").status == 200, 5, "the fault to end")
+    wait_for(lambda: call(fake_infobip, "GET", "/sms/1/inbox/reports").status == 200, 30, "the fault to end")
     assert fake_infobip.control.calls()[-1]["status"] == 200
 
 
@@ -296,6 +296,6 @@ def test_a_scheduled_send_is_pending_accepted_and_reported_after_send_at(fake_in
     answer = advanced(fake_infobip, {"to": "41793026785", "messageId": "m-later"}, sendAt=soon)
     (message,) = answer["messages"]
     assert message["status"]["name"] == "PENDING_ACCEPTED" and "smsCount" not in message  # the seed's answer
-    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 10, "the scheduled message's report")
+    wait_for(lambda: fake_infobip.control.pending()["reports"] == 1, 30, "the scheduled message's report")
     (log,) = results(fake_infobip, "/sms/1/logs", messageId="m-later")
     assert datetime.fromisoformat(log["sentAt"]) >= datetime.fromisoformat(soon) - timedelta(milliseconds=1)
