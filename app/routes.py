@@ -17,7 +17,6 @@ import binascii
 import difflib
 import math
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from app.errors import ConfigError
 from app.events import EVENT_TYPES
 from app.keys import EVENT_STREAM
+from app.optout import section
+from app.optout.section import OptOut
 
 # Infobip's own retry cycle for notifyUrl (seed "Запуск цикла повторных попыток для Отчета о
 # доставке"): retry n waits 1 min + 1 min * n^2, n = 0..19, at most 20 retries, the last one
@@ -87,47 +88,11 @@ class MoRoute:
     reply: str | None = None  # a template of REPLY_FIELDS; "" sends no reply
 
 
-# SPEC §11: the `optout` section, with its defaults. A reply text may name these fields of the MO.
-REPLY_FIELDS = ("keyword", "cleanText", "from", "to")
-
-
-@dataclass(frozen=True)
-class OptOut:
-    stop_keywords: frozenset[str] = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-    start_keywords: frozenset[str] = frozenset({"START", "YES", "UNSTOP"})
-    help_keywords: frozenset[str] = frozenset({"HELP", "INFO"})
-    stop_reply: str = "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
-    start_reply: str = "You are subscribed again. Reply STOP to unsubscribe."
-    help_reply: str = "Reply STOP to unsubscribe."
-    replies_per_sender_per_hour: int = 5
-
-    def kind(self, keyword: str) -> str | None:
-        """"stop", "start", "help" or None for an MO's keyword ("Stop." counts as STOP)."""
-        word = keyword_of(keyword)
-        for kind in ("stop", "start", "help"):
-            if word in getattr(self, f"{kind}_keywords"):
-                return kind
-        return None
-
-
-OPTOUT_KEYS = tuple(OptOut.__dataclass_fields__)
-
-
-def keyword_of(keyword: str | None) -> str:
-    """The keyword as lists hold it: upper-case, without the punctuation people add ("Stop!")."""
-    return (keyword or "").strip().strip(".,;:!?\"'()").upper()
-
-
-def fill_reply(template: str, data: Mapping[str, Any]) -> str:
-    """A reply text with the MO's fields filled in (the template was checked at load time)."""
-    return template.format_map({name: data.get(name) or "" for name in REPLY_FIELDS})
-
-
 @dataclass(frozen=True)
 class Routes:
     consumers: dict[str, Consumer]  # in file order
     mo_routes: tuple[MoRoute, ...] = ()
-    optout: OptOut = OptOut()
+    optout: OptOut = field(default_factory=OptOut)
     optout_given: bool = False  # the file has an `optout` section (else the defaults apply)
 
     @classmethod
@@ -261,7 +226,7 @@ def parse_routes(text: str, source_name: str) -> Routes:
                 raise r.fail(nodes[index - 2], "the default route must be the last MO route "
                                                f"(route {route.name!r} follows it)")
             routes.append(route)
-    optout = _optout(r, top["optout"][1]) if "optout" in top else OptOut()
+    optout = section.parse(r, top["optout"][1]) if "optout" in top else OptOut()
     return Routes(consumers=consumers, mo_routes=tuple(routes), optout=optout, optout_given="optout" in top)
 
 
@@ -416,57 +381,9 @@ def _route(r: _Reader, node: Node, index: int, consumers: dict[str, Consumer],
     if name in taken:
         name = f"{name}-{index}"
     receiver = r.text(get["receiver"], "receiver").lstrip("+") if "receiver" in get else None
-    reply = _reply(r, get["reply"], f"reply of MO route {name!r}") if "reply" in get else None
+    reply = section.reply_text(r, get["reply"], f"reply of MO route {name!r}") if "reply" in get else None
     return MoRoute(name=name, keywords=frozenset(keywords), keyword_regex=regex,
                    receiver=receiver, default=default, consumers=tuple(names), reply=reply)
-
-
-def _reply(r: _Reader, node: Node, what: str) -> str:
-    """A reply text; "" (or null) sends no reply. Placeholders must be fields of REPLY_FIELDS."""
-    if not isinstance(node, ScalarNode):
-        raise r.fail(node, f"{what} must be a text")
-    text = "" if _is_null(node) else node.value
-    hint = "use " + ", ".join(f"{{{name}}}" for name in REPLY_FIELDS) + " (write {{ or }} for a brace)"
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as err:  # a lone "{" or "}"
-        raise r.fail(node, f"{what}: {err}; {hint}") from err
-    for name in names:
-        if name not in REPLY_FIELDS:
-            raise r.fail(node, f"{what}: unknown placeholder {{{name}}}; {hint}")
-    return text
-
-
-def _optout(r: _Reader, node: Node) -> OptOut:
-    """The `optout` section (SPEC §11): keywords, reply texts and the reply cap; defaults for
-    what it leaves out. A keyword in two lists is refused: which action would it take?"""
-    fields = r.mapping(node, "the optout section")
-    r.known(fields, OPTOUT_KEYS, "the optout section")
-    values: dict[str, Any] = {}
-    owner: dict[str, str] = {}
-    for name, (_key, value) in fields.items():
-        if name.endswith("_keywords"):
-            words: set[str] = set()
-            for item in r.sequence(value, name, scalar_ok=True):
-                word = keyword_of(r.text(item, f"a keyword of {name}"))
-                if not word or any(ch.isspace() for ch in word):
-                    raise r.fail(item, f"{name}: {item.value!r} is not one word")
-                if owner.get(word, name) != name:
-                    raise r.fail(item, f"keyword {word!r} is in both {owner[word]} and {name}")
-                owner[word] = name
-                words.add(word)
-            values[name] = frozenset(words)
-        elif name.endswith("_reply"):
-            values[name] = _reply(r, value, f"optout {name}")
-        else:
-            cap = r.number(value, name)
-            if cap < 0 or cap != int(cap):
-                raise r.fail(value, f"{name} must be a whole number, 0 or more")
-            values[name] = int(cap)
-    for name in ("stop_keywords", "start_keywords", "help_keywords"):
-        if name not in values:  # the defaults, less any word the file gave to another list
-            values[name] = getattr(OptOut(), name) - owner.keys()
-    return OptOut(**values)
 
 
 def match_mo_route(routes: Routes, keyword: str, receiver: str | None) -> MoRoute | None:

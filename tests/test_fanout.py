@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from app import keys
 from app.events import dlr_event_id, mo_event_id
 from app.keys import EVENT_STREAM, MO_UNROUTED
-from app.routes import OptOut
+from app.optout.section import OptOut
 from tests.conftest import basic_header
 from tests.consumers import SECRET, ConsumerServer, http_consumer, routes_text, stream_consumer
 from tests.samples import push, report

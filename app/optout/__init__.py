@@ -3,8 +3,8 @@
 Regulators and carriers require that a number which wrote STOP gets no more marketing SMS and
 that STOP, START and HELP are answered. The pieces, by where they run:
 
-- `app/routes.py` reads the routes file's `optout` section (keywords, reply texts, the cap)
-  and `reply:` on MO routes.
+- `section` is the routes file's `optout` section (keywords, reply texts, the cap) and the
+  check of `reply:` texts on MO routes; `app/routes.py` reads the file and calls it.
 - `workers/optout.py`, in the drain job's transaction that stores an MO: applies STOP/START to
   the list, emits `contact.optout`/`contact.optin`, and records the reply, with the messageId
   chosen for it, before anything is sent.

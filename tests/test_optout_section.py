@@ -10,7 +10,8 @@ import pytest
 
 from app import create_app
 from app.errors import ConfigError
-from app.routes import OptOut, fill_reply, keyword_of, load_routes, parse_routes
+from app.optout.section import OptOut, fill_reply, keyword_of
+from app.routes import load_routes, parse_routes
 from tests.test_routes import test_bad_file_names_its_line as names_its_line
 
 GOOD = """\
