@@ -44,7 +44,8 @@ from app.keys import (
 )
 from app.optout.lists import ALL
 from app.optout.replies import reply_id
-from app.routes import Routes, fill_reply, keyword_of
+from app.optout.section import fill_reply, keyword_of
+from app.routes import Routes
 
 # Record a reply only once, however often its MO is applied; queue it unless disabled.
 _RECORD = """
