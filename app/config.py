@@ -173,10 +173,6 @@ def check_redis(config: Mapping[str, Any]) -> None:
                 addresses(config[name])
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from err
-    if config.get("REDIS_CLUSTER_NODES") and int(config.get("REDIS_MIN_REPLICAS", 0)):
-        # WAIT counts one connection's writes; a cluster request writes over several nodes'
-        # connections, which redis-py's cluster client does not expose (docs/SCALING.md).
-        raise ConfigError("REDIS_MIN_REPLICAS is not supported with REDIS_CLUSTER_NODES yet; set it to 0")
     if int(config.get("REDIS_MIN_REPLICAS", 0)) < 0:
         raise ConfigError("REDIS_MIN_REPLICAS must be at least 0")
     if int(config.get("REDIS_MIN_REPLICAS", 0)) and int(config.get("REDIS_WAIT_MS", 0)) < 1:

@@ -195,10 +195,44 @@ class Replication:
 
     def transaction(self, r: Redis) -> Pipeline:
         """A MULTI/EXEC pipeline of `r` that, when replicas are required, sends WAIT after EXEC
-        (its answer in `.acks`)."""
-        if not self.replicas:
+        (its answer in `.acks`). On a cluster the pipeline is redis-py's and `confirm` waits."""
+        if not self.replicas or keys.sharded():
             return r.pipeline(transaction=True)
         return WaitingPipeline(r, self.replicas, self.timeout_ms)
+
+    def confirm(self, r: Redis, pipe: Pipeline, key: str) -> None:
+        """After `transaction(r)` ran, whose keys share `key`'s slot: raise NotReplicated unless
+        enough replicas hold it."""
+        if self.replicas:
+            self.check(getattr(pipe, "acks", None) if not keys.sharded() else self.in_slots(r, [key]))
+
+    def in_slots(self, r: Redis, written: list[str]) -> int:
+        """On a cluster: how many replicas (the fewest over the primaries that hold `written`'s
+        slots) have every write made so far to those primaries. WAIT counts the writes of the
+        connection it is sent on, and redis-py's cluster client does not say which connection
+        carried ours; but a primary sends its replicas one ordered stream, so a replica that
+        confirms a later write (a marker in the same slot, written and waited for on one
+        connection) holds ours as well. A failover in between makes the marker's write fail
+        (MOVED, or no answer): a RedisError, never a false confirmation."""
+        markers: dict[str, str] = {}
+        for key in written:
+            node = r.get_node_from_key(key)  # type: ignore[attr-defined]
+            markers.setdefault(node.name, _slot_marker(key))
+        acks = []
+        for name, marker in markers.items():
+            pipe = r.get_redis_connection(r.get_node(node_name=name)).pipeline(transaction=False)  # type: ignore[attr-defined]
+            acks.append(pipe.set(marker, b"1").wait(self.replicas, self.timeout_ms).execute()[1])
+        return min(acks, default=self.replicas)
+
+
+def _slot_marker(key: str) -> str:
+    """A key in the same cluster slot as `key`: the same hash tag (`wait:{3}` for `inbox:{3}`),
+    or `key` itself as the tag when it has none (`{quarantine}:wait`)."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start >= 0 and end > start + 1:
+        return f"wait:{key[start:end + 1]}"
+    return f"{{{key}}}:wait"
 
 
 NO_REPLICAS = Replication()

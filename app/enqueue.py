@@ -223,9 +223,10 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000,
     Raises redis errors to the caller: then none of `writes` can be answered 200. A kick that
     fails after the push only delays the lane until the sweep kicks it (its lock expires after
     LOCK_TTL); the items are in Redis, so it is logged, not raised. When `replication` requires
-    replicas, WAIT follows the script on its connection, in the same round trip; too few
-    confirmations raise NotReplicated after the kicks (the items are on the primary: they are
-    drained whether or not the answer was 200).
+    replicas, WAIT follows the script on its connection, in the same round trip (on a cluster,
+    after the kicks, per primary written: `Replication.in_slots`); too few confirmations raise
+    NotReplicated after the kicks (the items are on the primary: they are drained whether or not
+    the answer was 200).
     """
     items: dict[int, list[bytes]] = {}
     for write in writes:
@@ -254,6 +255,13 @@ def push(r: Redis, writes: list[Write], quarantine_max: int = 10_000,
             except RedisError as err:
                 log.warning("drain job for lane %s not enqueued (%s); the sweep will kick it",
                             channel.arg, err.__class__.__name__)
+    if keys.sharded() and replication.replicas:  # the primaries written to: lanes', quarantine's
+        written = [channel.inbox for channel in channels] + [QUARANTINE] * bool(records)
+        try:
+            acks = replication.in_slots(r, written)
+        except RedisError:
+            after_failure(r)
+            raise
     replication.check(acks)
 
 

@@ -5,6 +5,7 @@ confirm (503 + Retry-After at ingest, a failed and retried job in the worker).""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,25 @@ from rq.job import Job
 
 from app import create_app, enqueue, handoff, keys, store
 from app.config import check_redis
-from app.connection import Replication, addresses, after_failure, cluster_client, make_client, rq_settings
+from app.connection import (
+    Replication,
+    addresses,
+    after_failure,
+    cluster_client,
+    make_client,
+    queue_client,
+    rq_settings,
+)
 from app.errors import ConfigError, NotReplicated
 from app.keys import QUEUE_NAME
 from tests.conftest import clear_route_caches, commandstats
 from tests.samples import push, report
 from tools.redis_topology import ClusterTopology, SentinelTopology
-from workers import settings
 
 HANDOFF = {"DRAIN_LANES": 4, "QUARANTINE_MAX": 100}
 # Under `--redis=cluster` this process's data plane is the cluster (keys carry lane tags), which
 # is not Sentinel's topology: these run with the suite on one Redis (`make test`).
 SENTINEL_ONLY = "Sentinel is the other topology; its tests run on one Redis (make test)"
-NO_WAIT_ON_A_CLUSTER = "REDIS_MIN_REPLICAS is refused on a cluster: test_min_replicas_is_refused_on_a_cluster"
 
 
 def inbox_items(r: redis.Redis) -> int:
@@ -64,23 +71,39 @@ def test_sentinel_addresses_parse_or_stop_start_up():
     check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000,127.0.0.1:7001"})  # accepted: SPEC §12 is built
     with pytest.raises(ConfigError, match="REDIS_CLUSTER_NODES"):
         check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1"})
-    with pytest.raises(ConfigError, match="REDIS_MIN_REPLICAS"):
-        check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000", "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 100})
+    check_redis({"REDIS_CLUSTER_NODES": "127.0.0.1:7000", "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 100})
 
 
-def test_min_replicas_is_refused_on_a_cluster(config, monkeypatch):
-    """WAIT cannot count a cluster request's writes (one connection per node): web and workers
-    refuse the pair at start, saying which settings and what to do, rather than wait for nothing."""
-    cluster = {"REDIS_CLUSTER_NODES": "127.0.0.1:7000,127.0.0.1:7001", "REDIS_MIN_REPLICAS": 1,
-               "REDIS_WAIT_MS": 100}
-    refusal = "REDIS_MIN_REPLICAS is not supported with REDIS_CLUSTER_NODES yet; set it to 0"
-    with pytest.raises(ConfigError, match=refusal):
-        create_app({**config, **cluster})
-    for name, value in cluster.items():
-        monkeypatch.setenv(name, str(value))
-    clear_route_caches()  # the worker's settings are read once per process
-    with pytest.raises(ConfigError, match=refusal):
-        settings.settings()  # what every worker job reads first
+def test_on_a_cluster_a_write_counts_once_its_primarys_replica_holds_it(tmp_path: Path, r: redis.Redis,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """WAIT on a cluster (Replication.in_slots): a marker written in the items' slot after them,
+    and WAIT on the marker's connection. A replica that is connected but stopped confirms
+    nothing, so the write is refused (503 at ingest); running, it confirms."""
+    monkeypatch.setitem(keys._SHARDED, "lanes", keys._SHARDED["lanes"])  # cluster_client sets it
+    topology = ClusterTopology(tmp_path / "wait", primaries=1, replicas_each=1).start()
+    queue = queue_client(r)
+    try:
+        client = cluster_client(topology.env()["REDIS_CLUSTER_NODES"], None, 4, queue)
+        write = enqueue.Write(handoff.by_lane("dlr", handoff.validate("dlr", [report("m1")])[0], 4))
+        enqueue.push(client, [write], replication=Replication(1, 5000))  # confirmed: no error
+        # A second client: the confirmation must not depend on which connection carried the
+        # write (in a web process, threads share the pool).
+        other = cluster_client(topology.env()["REDIS_CLUSTER_NODES"], None, 4, queue)
+        replica = topology.nodes[1]
+        replica.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated):
+                enqueue.push(client, [write], replication=Replication(1, 300))
+            assert Replication(1, 300).in_slots(other, [enqueue.lane(0).inbox]) == 0
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+        assert Replication(1, 5000).in_slots(other, [enqueue.lane(0).inbox]) == 1
+        other.close()
+        assert sum(client.llen(enqueue.lane(n).inbox) for n in range(4)) == 2, "both on the primary"
+        client.close()
+    finally:
+        topology.stop()
+        Queue(QUEUE_NAME, connection=queue).empty()  # the kicks named lanes of that cluster
 
 
 def test_a_cluster_with_no_node_left_is_a_redis_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -175,12 +198,15 @@ def test_the_web_tier_follows_a_failover(tmp_path: Path, config):
         topology.stop()
 
 
-# --- too few replicas (a single Redis has none) --------------------------------------------------
+# --- too few replicas: one Redis has none, each primary of the test cluster has one ---------------
 
 
-@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
+def more_replicas_than_there_are() -> int:
+    return 2 if keys.sharded() else 1
+
+
 def test_ingest_answers_503_with_retry_after_when_replicas_do_not_confirm(config, r):
-    app = create_app({**config, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20})
+    app = create_app({**config, "REDIS_MIN_REPLICAS": more_replicas_than_there_are(), "REDIS_WAIT_MS": 20})
     answer = app.test_client().post("/infobip/dlr", json=push(report("lonely")),
                                     query_string={"token": config["WEBHOOK_TOKEN"]})
     assert answer.status_code == 503
@@ -188,15 +214,17 @@ def test_ingest_answers_503_with_retry_after_when_replicas_do_not_confirm(config
     assert inbox_items(r) == 1, "the primary has it; the resent report will be applied once"
 
 
-@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
 def test_adapters_are_told_when_replicas_do_not_confirm(r):
+    required = {**HANDOFF, "REDIS_MIN_REPLICAS": more_replicas_than_there_are(), "REDIS_WAIT_MS": 20}
     with pytest.raises(NotReplicated):
-        handoff.accept(r, {**HANDOFF, "REDIS_MIN_REPLICAS": 1, "REDIS_WAIT_MS": 20}, "dlr",
-                       [report("pulled")], source="pull", body=b"{}", path="/infobip/dlr")
+        handoff.accept(r, required, "dlr", [report("pulled")], source="pull", body=b"{}", path="/infobip/dlr")
 
 
 def test_no_wait_is_sent_when_no_replica_is_required(client, r, work, config):
-    r.config_resetstat()
+    if keys.sharded():
+        r.config_resetstat(target_nodes=r.PRIMARIES)  # type: ignore[attr-defined]
+    else:
+        r.config_resetstat()
     token = {"token": config["WEBHOOK_TOKEN"]}
     answer = client.post("/infobip/dlr", json=push(report("plain")), query_string=token)
     assert answer.status_code == 200
@@ -207,20 +235,19 @@ def test_no_wait_is_sent_when_no_replica_is_required(client, r, work, config):
 
 @pytest.fixture
 def worker_requires_a_replica(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("REDIS_MIN_REPLICAS", "1")
+    monkeypatch.setenv("REDIS_MIN_REPLICAS", str(more_replicas_than_there_are()))
     monkeypatch.setenv("REDIS_WAIT_MS", "20")
     clear_route_caches()
     yield
     clear_route_caches()
 
 
-@pytest.mark.single_redis(NO_WAIT_ON_A_CLUSTER)
 def test_a_drain_job_whose_batch_replicas_do_not_confirm_fails_and_is_retried(
         r, work, worker_requires_a_replica, caplog):
     handoff.accept(r, HANDOFF, "dlr", [report("w1")], source="push", body=b"{}", path="/infobip/dlr")
-    [job_id] = Queue(QUEUE_NAME, connection=r).job_ids
+    [job_id] = Queue(QUEUE_NAME, connection=queue_client(r)).job_ids
     work()
-    job = Job.fetch(job_id, connection=r)
+    job = Job.fetch(job_id, connection=queue_client(r))
     assert job.get_status() == "scheduled" and job.retries_left == 9, "RQ retries the job"
     assert "NotReplicated" in caplog.text
     assert store.get_message(r, "w1"), "the primary applied it; the re-run changes nothing twice"

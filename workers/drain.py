@@ -164,7 +164,7 @@ def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Co
     # again (same id). On this primary the batch is applied and gone, so the re-run goes on with
     # the next one; on a replica promoted without it, the batch is still claimed there and the
     # re-run applies it (once: applying is idempotent by event id).
-    replication.check(getattr(pipe, "acks", None))
+    replication.confirm(r, pipe, channel.lock)
     totals["new"] += sum(1 for found in per_item if found)
     totals["duplicate"] += sum(1 for found in per_item if not found)
     return True
