@@ -82,6 +82,7 @@ def test_on_a_cluster_a_write_counts_once_its_primarys_replica_holds_it(tmp_path
     monkeypatch.setitem(keys._SHARDED, "lanes", keys._SHARDED["lanes"])  # cluster_client sets it
     topology = ClusterTopology(tmp_path / "wait", primaries=1, replicas_each=1).start()
     queue = queue_client(r)
+    enqueue.lane.cache_clear()  # lane names are cached per process: these are the cluster's
     try:
         client = cluster_client(topology.env()["REDIS_CLUSTER_NODES"], None, 4, queue)
         write = enqueue.Write(handoff.by_lane("dlr", handoff.validate("dlr", [report("m1")])[0], 4))
@@ -103,6 +104,7 @@ def test_on_a_cluster_a_write_counts_once_its_primarys_replica_holds_it(tmp_path
         client.close()
     finally:
         topology.stop()
+        enqueue.lane.cache_clear()  # the next test's names are its topology's again
         Queue(QUEUE_NAME, connection=queue).empty()  # the kicks named lanes of that cluster
 
 
