@@ -138,6 +138,8 @@ def untag(part: str) -> str:
 
 
 FANOUT = "fan{t}"  # cluster only: a lane's events for the consumers, moved on by the drain job
+# Cluster only, with REDIS_MIN_REPLICAS: `wait:{<tag>}` (or `{<key>}:wait`), a marker written in a
+# written key's slot so that WAIT on its connection confirms the write (connection.py `in_slots`).
 
 # --- SPEC §9: pull mode, send records, reconciliation (h14b) ----------------------------------
 INDEX_PENDING = "ix:pending{t}"  # zset messageId -> last news (epoch s) of every message not final
