@@ -34,7 +34,6 @@ from app.connection import queue_client
 from app.enqueue import DRAIN_RETRY, LOCK_TTL, new_job_id
 from app.keys import (
     DELIVERY_QUEUE,
-    OPTOUT,
     OPTOUT_BY_RECEIVER,
     OPTOUT_INDEX,
     REPLIES_DUE,
@@ -42,7 +41,7 @@ from app.keys import (
     REPLY,
     lane_of,
 )
-from app.optout.lists import ALL
+from app.optout.lists import ALL, list_key
 from app.optout.replies import reply_id
 from app.optout.section import fill_reply, keyword_of
 from app.routes import Routes
@@ -77,7 +76,7 @@ class OptOutState:
         numbers = sorted({self._changes_list(e) for e in envelopes} - {None, ""})
         if not numbers:
             return
-        names = [_optout_key(n) for n in numbers]
+        names = [list_key(n) for n in numbers]
         pipe.watch(*names)
         read = r.pipeline(transaction=False)
         for name in names:
@@ -98,7 +97,7 @@ class OptOutState:
         """A sender's entries; read now (and watched) if the batch did not name it (a flushed
         long MO only names its parts' key)."""
         if msisdn not in self.lists and self._r is not None:
-            key = _optout_key(msisdn)
+            key = list_key(msisdn)
             self._watch(key)
             self.lists[msisdn] = {k.decode(): orjson.loads(v) for k, v in self._r.hgetall(key).items()}
         return self.lists.setdefault(msisdn, {})
@@ -169,7 +168,7 @@ class OptOutState:
     def write(self, pipe: Pipeline) -> None:
         for msisdn, scope, entry in self.changes:
             t = keys.tag_of(msisdn)
-            key, member = _optout_key(msisdn), f"{msisdn}|{scope}"
+            key, member = list_key(msisdn), f"{msisdn}|{scope}"
             index, by_receiver = OPTOUT_INDEX.format(t=t), OPTOUT_BY_RECEIVER.format(t=t, receiver=scope)
             if entry is None:
                 pipe.hdel(key, scope)
@@ -219,10 +218,6 @@ def forward_strays(r: Redis, lane: int, lanes: int, items: list[bytes]) -> list[
     if strays:
         enqueue.push(r, [enqueue.Write(strays)])
     return mine
-
-
-def _optout_key(msisdn: str) -> str:
-    return OPTOUT.format(t=keys.tag_of(msisdn), msisdn=msisdn)
 
 
 def kick_replies(r: Redis, t: str) -> bool:

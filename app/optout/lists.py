@@ -37,13 +37,14 @@ def normalize(msisdn: Any) -> str | None:
 
 def lookup(r: Redis, msisdn: str) -> dict[str, Any]:
     """`{"msisdn", "optedOut", "scopes": [{"receiver", "since", "keyword", "messageId", ...}]}`."""
-    raw = r.hgetall(_key(msisdn))
+    raw = r.hgetall(list_key(msisdn))
     scopes = sorted((_entry(receiver.decode(), value) for receiver, value in raw.items()),
                     key=lambda s: s["since"], reverse=True)
     return {"msisdn": msisdn, "optedOut": bool(scopes), "scopes": scopes}
 
 
-def _key(msisdn: str) -> str:
+def list_key(msisdn: str) -> str:
+    """The number's opt-out hash, in its lane (workers/optout.py writes the same key)."""
     return OPTOUT.format(t=keys.tag_of(msisdn), msisdn=msisdn)
 
 
@@ -64,7 +65,7 @@ def check(r: Redis, numbers: Iterable[str], receiver: str | None = None) -> list
         chunk = unique[start : start + CHUNK]
         pipe = r.pipeline(transaction=False)
         for number in chunk:
-            key = _key(number)
+            key = list_key(number)
             if receiver is None:
                 pipe.exists(key)
             else:
@@ -97,7 +98,7 @@ def find(r: Redis, receiver: str | None = None, since: float | None = None,
     pairs = [(msisdn, scope) for _, msisdn, scope in found[:limit]]
     pipe = r.pipeline(transaction=False)
     for msisdn, scope in pairs:
-        pipe.hget(_key(msisdn), scope)
+        pipe.hget(list_key(msisdn), scope)
     return [{"msisdn": msisdn, **_entry(scope, value)}
             for (msisdn, scope), value in zip(pairs, pipe.execute(), strict=True) if value]
 
