@@ -55,31 +55,31 @@ class IngestView(MethodView):
 
         url_bytes = len(req.environ.get("RAW_URI") or req.full_path)
         if url_bytes > config["MAX_URL_BYTES"]:
-            keep(quarantine.record(request, "URL too long", {"urlBytes": url_bytes}))
+            keep(quarantine.record(req, "URL too long", {"urlBytes": url_bytes}))
             raise UriTooLong(f"the URL is {url_bytes} bytes, over MAX_URL_BYTES ({config['MAX_URL_BYTES']})")
 
         try:
             body = req.get_data(cache=False)
         except RequestEntityTooLarge:
-            keep(quarantine.record(request, "body too large"))
+            keep(quarantine.record(req, "body too large"))
             raise
         except ClientDisconnected as err:  # werkzeug's name for any failed body read
             if isinstance(err.__context__, TimeoutError):
-                keep(quarantine.record(request, "body not received in time"))
+                keep(quarantine.record(req, "body not received in time"))
                 raise RequestTimeout("the request body did not arrive in time") from err
-            keep(quarantine.record(request, "body cut short"))
+            keep(quarantine.record(req, "body cut short"))
             raise
         try:
             raw_items = self.raw_items(body, req)
         except ReceiverError as err:
-            keep(quarantine.record(request, err.message, err.details, body))
+            keep(quarantine.record(req, err.message, err.details, body))
             metrics.count_items(self.kind, 0, 1)
             raise
         accepted, rejected = self.validate(raw_items, config)
         metrics.count_items(self.kind, len(accepted), len(rejected))
         entry = None
         if rejected:
-            entry = quarantine.record(request, handoff.reason(self.kind, rejected), rejected, body)
+            entry = quarantine.record(req, handoff.reason(self.kind, rejected), rejected, body)
         if not accepted:
             keep(entry)
             raise InvalidPayload("nothing valid in the body", rejected)
