@@ -63,7 +63,7 @@ def drain(r: Redis, lane: int, job_id: str, batch_size: int = enqueue.BATCH_SIZE
                 continue  # work arrived while we were releasing
             break
         if keys.sharded():  # MO and opt-outs of a number another lane owns go there (optout.py)
-            items = forward_strays(r, lane, settings()["DRAIN_LANES"], items)
+            items = forward_strays(r, lane, settings(), items)
         if not apply_batch(r, lane, job_id, items, totals):
             totals["handedBack"] += channel.hand_back(r, job_id)
             break

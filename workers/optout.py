@@ -20,7 +20,7 @@ moment, and a concurrent change then makes the batch re-run instead of deciding 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -30,7 +30,7 @@ from rq import Queue
 
 from app import enqueue, events, keys
 from app.clock import epoch, now_text
-from app.connection import queue_client
+from app.connection import Replication, queue_client
 from app.enqueue import DRAIN_RETRY, LOCK_TTL, new_job_id
 from app.keys import (
     DELIVERY_QUEUE,
@@ -195,13 +195,15 @@ class OptOutState:
 _BY_NUMBER = (b'{"kind":"mo"', b'{"kind":"optout"')  # how every such envelope begins (orjson, kind first)
 
 
-def forward_strays(r: Redis, lane: int, lanes: int, items: list[bytes]) -> list[bytes]:
+def forward_strays(r: Redis, lane: int, cfg: Mapping[str, Any], items: list[bytes]) -> list[bytes]:
     """On a cluster: move the MO and opt-out items of a number another lane owns to that lane,
     and return the rest. Such items were queued before MO were laned by sender, or by a process
     with another DRAIN_LANES; applied here, their opt-out and reply keys (in the number's lane)
     would be refused as CROSSSLOT, and the batch with them, again and again. At least once: a
     job killed before its batch applies forwards them again, and the owning lane drops the resend
-    (dedupe by messageId; a change already made is no change)."""
+    (dedupe by messageId; a change already made is no change). The forward waits for replicas as
+    ingest does (REDIS_MIN_REPLICAS): the batch that held the items is gone once this one applies."""
+    lanes = cfg["DRAIN_LANES"]
     mine: list[bytes] = []
     strays: dict[int, list[bytes]] = {}
     for item in items:
@@ -216,7 +218,7 @@ def forward_strays(r: Redis, lane: int, lanes: int, items: list[bytes]) -> list[
         else:
             strays.setdefault(owner, []).append(item)
     if strays:
-        enqueue.push(r, [enqueue.Write(strays)])
+        enqueue.push(r, [enqueue.Write(strays)], replication=Replication.from_config(cfg))
     return mine
 
 
