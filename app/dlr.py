@@ -174,15 +174,23 @@ class DeliveryReport(Schema.from_dict(_FIELDS)):  # type: ignore[misc]
 def _shaped(item: dict[str, Any]) -> dict[str, Any]:
     """v3 names as v2 ones, `platform` flattened, empty typed values dropped: a copy."""
     item = dict(item)
-    for alias, name in ALIASES.items():
-        if alias in item and name not in item:
-            item[name] = item.pop(alias)
-    platform = item.pop("platform", None)
-    if isinstance(platform, dict):
-        for key in ("entityId", "applicationId"):
-            item.setdefault(key, platform.get(key))
+    if not _RESHAPED.isdisjoint(item):  # a v3 report (a v2 one, the common case, skips this)
+        for alias, name in ALIASES.items():
+            if alias in item and name not in item:
+                item[name] = item.pop(alias)
+        platform = item.pop("platform", None)
+        if isinstance(platform, dict):
+            for key in ("entityId", "applicationId"):
+                item.setdefault(key, platform.get(key))
     # An empty value of a number or object field (an empty XML element, `{}`) means "absent".
-    return {k: v for k, v in item.items() if not (k in _TYPED_FIELDS and (_blank(v) or v == {}))}
+    for key in _TYPED_FIELDS.intersection(item):
+        value = item[key]
+        if _blank(value) or value == {}:
+            del item[key]
+    return item
+
+
+_RESHAPED = frozenset(ALIASES) | {"platform"}
 
 
 _SCHEMA = DeliveryReport()
@@ -216,8 +224,27 @@ def load_all(raw_items: list[Any], language: str = "en") -> tuple[list[dict[str,
     the others), in the bucket's order. Each report takes the fast path (`quick_load`) when it can;
     the rest go through marshmallow in one pass with `many=True` (~15% less per report than a
     `load()` call each, docs/BENCHMARKS.md)."""
-    results: list[dict[str, Any] | None] = [quick_load(item, language) for item in raw_items]
-    slow = [index for index, data in enumerate(results) if data is None]
+    return _rest_by_marshmallow(raw_items, [quick_load(item, language) for item in raw_items], language)
+
+
+def check_all(raw_items: list[Any], language: str = "en",
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The request's half of `load_all`: the same verdicts and errors, but a report the fast path
+    checked is handed off as it came, `{"raw": item}`, and the drain normalizes it (`settle`);
+    one that marshmallow loaded is handed off as `{"data": ...}`. Validating decides the answer,
+    so it stays in the request; normalizing it (dates, price text, descriptions) was half of the
+    fast path's cost and decides nothing (docs/BENCHMARKS.md, session 8)."""
+    # The request's CODE_DESCRIPTIONS decides, as when it normalized: not the default, it goes along.
+    kept = {"raw": None} if language == "en" else {"raw": None, "language": language}
+    checked = [None if quick_check(item) is None else {**kept, "raw": item} for item in raw_items]
+    return _rest_by_marshmallow(raw_items, checked, language, wrap=lambda data: {"data": data})
+
+
+def _rest_by_marshmallow(raw_items: list[Any], results: list[Any], language: str,
+                         wrap: Any = lambda data: data) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Fill the gaps (None) of `results` with marshmallow's load of those reports, in one pass;
+    (the results without gaps, the rejected items)."""
+    slow = [index for index, found in enumerate(results) if found is None]
     rejected = []
     if slow:
         items = [raw_items[index] for index in slow]
@@ -229,8 +256,22 @@ def load_all(raw_items: list[Any], language: str = "en") -> tuple[list[dict[str,
             if at in errors:
                 rejected.append({"index": index, "errors": _with_hint(errors[at], item)})
             else:
-                results[index] = _normalized(valid, item, language)
-    return [data for data in results if data is not None], rejected
+                results[index] = wrap(_normalized(valid, item, language))
+    return [found for found in results if found is not None], rejected
+
+
+def settle(envelope: dict[str, Any]) -> None:
+    """In the drain: a report the request checked and handed off as it came (`check_all`) gets
+    its normalized `data`, and the envelope's `source` moves into it. Raises ValidationError only
+    when this code disagrees with the one that checked it (a rolling upgrade)."""
+    raw = envelope.pop("raw", None)
+    if raw is None:
+        return
+    language = envelope.pop("language", "en")
+    data = quick_load(raw, language) or load(raw, language)
+    if "source" in envelope:
+        data["source"] = envelope.pop("source")
+    envelope["data"] = data
 
 
 # The fast path: what marshmallow would load from a report of the common, well-formed shape,
@@ -242,13 +283,21 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def quick_load(item: Any, language: str = "en") -> dict[str, Any] | None:
-    """`load(item, language)` for a report whose every field is of the plain JSON type its field
-    expects (texts as str, `smsCount` an int, dates ISO text, price/status/error small objects
-    marshmallow has loaded before or loads now); None for anything else, which then takes
-    marshmallow's path. It never rejects: a report it is unsure of, valid or not, is left to
-    marshmallow, so answers and error messages stay marshmallow's. Marshmallow's load of a report
-    was ~30% of a single-report request's instructions (docs/BENCHMARKS.md, session 7);
-    `tests/test_dlr.py` checks this path against `load()` on every sample."""
+    """`load(item, language)` for a report of the common shape (`quick_check`); None for any
+    other, which then takes marshmallow's path."""
+    loaded = quick_check(item)
+    return None if loaded is None else _normalized(loaded, item, language)
+
+
+def quick_check(item: Any) -> dict[str, Any] | None:
+    """What marshmallow's load returns (before `_normalized`) for a report whose every field is of
+    the plain JSON type its field expects (texts as str, `smsCount` an int, dates ISO text,
+    price/status/error small objects marshmallow has loaded before or loads now); None for
+    anything else, which then takes marshmallow's path. It never rejects: a report it is unsure
+    of, valid or not, is left to marshmallow, so answers and error messages stay marshmallow's.
+    Marshmallow's load of a report was ~30% of a single-report request's instructions
+    (docs/BENCHMARKS.md, session 7); `tests/test_dlr.py` checks this path against `load()` on
+    every sample."""
     if type(item) is not dict:
         return None
     shaped = _shaped(item)  # becomes what marshmallow's load returns
@@ -288,7 +337,7 @@ def quick_load(item: Any, language: str = "en") -> dict[str, Any] | None:
             shaped[key] = dict(_load_plain(schema, text))
         except ValidationError:
             return None
-    return _normalized(shaped, item, language)
+    return shaped
 
 
 def _normalized(loaded: dict[str, Any], item: dict[str, Any], language: str) -> dict[str, Any]:

@@ -27,22 +27,27 @@ PARSERS = {"dlr": dlr, "mo": mo, "number": number, "send": sends}  # "send": a s
 
 def validate(kind: str, raw_items: list[Any], language: str = "en", source: str | None = None,
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(normalized `data` of the valid items, `{"index", "errors"}` of the others). `language`
-    is that of the descriptions filled in from the code tables (`CODE_DESCRIPTIONS`); `source`,
-    when given, is set on each valid item (push, pull, logs, smpp: SPEC §9 provenance)."""
+    """(what each valid item is handed off as, `{"index", "errors"}` of the others). A valid item
+    goes as `{"data": ...}`, its normalized `data`, or, for a delivery report the fast path
+    checked, as `{"raw": item}`, which the drain normalizes (`dlr.check_all`, `dlr.settle`).
+    `language` is that of the descriptions filled in from the code tables (`CODE_DESCRIPTIONS`);
+    `source`, when given, is set on each valid item (push, pull, logs, smpp: SPEC §9 provenance)."""
     if kind == "dlr":
-        accepted, rejected = dlr.load_all(raw_items, language)  # a bucket of reports in one pass
+        accepted, rejected = dlr.check_all(raw_items, language)  # a bucket of reports in one pass
     else:
         parser = PARSERS[kind]
         accepted, rejected = [], []
         for index, item in enumerate(raw_items):
             try:
-                accepted.append(parser.load(item))
+                accepted.append({"data": parser.load(item)})
             except ValidationError as err:
                 rejected.append({"index": index, "errors": err.messages})
     if source is not None:
-        for data in accepted:
-            data["source"] = source
+        for payload in accepted:
+            if "data" in payload:
+                payload["data"]["source"] = source
+            else:
+                payload["source"] = source  # `dlr.settle` moves it into the data
     return accepted, rejected
 
 
@@ -55,13 +60,14 @@ def reason(kind: str, rejected: list[dict[str, Any]]) -> str:
 
 
 def by_lane(kind: str, accepted: list[dict[str, Any]], lanes: int) -> dict[int, list[bytes]]:
-    """Envelope each item and group by lane, so one message always meets one drain job."""
+    """Envelope each item `validate` accepted and group by lane, so one message always meets one
+    drain job."""
     received_at = now_text()
     lane_key = PARSERS[kind].lane_key
     grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for data in accepted:
-        envelope = {"kind": kind, "receivedAt": received_at, "data": data}
-        grouped[lane_of(lane_key(data), lanes)].append(envelope)
+    for payload in accepted:
+        envelope = {"kind": kind, "receivedAt": received_at, **payload}
+        grouped[lane_of(lane_key(payload.get("data") or payload["raw"]), lanes)].append(envelope)
     return {lane: enqueue.encode(items) for lane, items in grouped.items()}
 
 

@@ -86,9 +86,12 @@ def push(*reports: dict[str, Any]) -> dict[str, Any]:
 
 
 def envelopes(*reports: dict[str, Any], received_at: str | None = None) -> list[bytes]:
-    """Inbox items exactly as ingest writes them (`IngestView.lanes`), for worker-level tests."""
+    """Inbox items exactly as ingest writes them (`IngestView.lanes`), for worker-level tests: a
+    report of the common shape as it came (`{"raw": ...}`), the drain normalizes it."""
     at = received_at or now_text()
-    return [orjson.dumps({"kind": "dlr", "receivedAt": at, "data": dlr.load(item)}) for item in reports]
+    accepted, rejected = dlr.check_all(list(reports))
+    assert not rejected, rejected
+    return [orjson.dumps({"kind": "dlr", "receivedAt": at, **payload}) for payload in accepted]
 
 
 def ids_in_lane(lane: int, count: int, lanes: int = 4, prefix: str = "msg") -> list[str]:

@@ -494,3 +494,24 @@ def test_the_fast_path_knows_every_field_of_the_schema():
     checked = {"messageId", "sentAt", "doneAt", "smsCount", *dlr._CLEAN_TEXT, *dlr._ANY_TEXT,
                *(name for name, _schema in dlr._NESTED)}
     assert checked == set(dlr._FIELDS)
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_checking_in_the_request_and_settling_in_the_drain_is_loading(language):
+    """check_all (the request) + settle (the drain) == load_all: the same answers, the same data;
+    a report the fast path checked goes as it came, one marshmallow loaded goes loaded."""
+    bucket = [*seed_items("notify_push.json"), *seed_items("v3_report.json"), report("m2", smsCount="2"),
+              "m3", None, {**report("m4"), "sentAt": "yesterday"}, report("m5", doneAt="")]
+    accepted, rejected = dlr.check_all(bucket, language)
+    loaded, refused = dlr.load_all(bucket, language)
+    assert rejected == refused
+    assert [("raw" in payload) for payload in accepted] == [True] * (len(loaded) - 2) + [False, True]
+    for payload in accepted:
+        dlr.settle(payload)
+    assert [payload for payload in accepted] == [{"data": data} for data in loaded]
+
+
+def test_settling_moves_the_source_into_the_data():
+    payload = {"raw": report("m1"), "source": "pull"}
+    dlr.settle(payload)
+    assert payload == {"data": {**dlr.load(report("m1")), "source": "pull"}}

@@ -7,6 +7,7 @@ is claimed and not applied), after the batch was applied, and while another job 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import orjson
@@ -14,7 +15,8 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from app import enqueue, keys, store
+from app import dlr, enqueue, keys, quarantine, store
+from app.clock import now_text
 from app.connection import queue_client
 from app.keys import EVENT_STREAM, INDEX_ALL, QUEUE_NAME
 from tests.samples import envelopes, ids_in_lane, push, report
@@ -23,13 +25,18 @@ from workers import drain, sweep
 LANE = 2
 
 
+def message_id(item: bytes) -> str:
+    """The messageId of an inbox item: a report the request checked is there as it came."""
+    envelope = orjson.loads(item)
+    return (envelope.get("data") or envelope["raw"])["messageId"]
+
+
 def inbox(r, lane: int = LANE) -> list[str]:
-    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
+    return [message_id(item) for item in r.lrange(enqueue.lane(lane).inbox, 0, -1)]
 
 
 def batch(r, job_id: str, lane: int = LANE) -> list[str]:
-    key = enqueue.lane(lane).batch(job_id)
-    return [orjson.loads(item)["data"]["messageId"] for item in r.lrange(key, 0, -1)]
+    return [message_id(item) for item in r.lrange(enqueue.lane(lane).batch(job_id), 0, -1)]
 
 
 def fill(r, count: int, lane: int = LANE) -> list[str]:
@@ -81,6 +88,40 @@ def test_drain_goes_on_over_several_batches(r):
     assert_lane_idle(r)
 
 
+def stored(r, message_id: str) -> bytes:
+    return orjson.dumps(store.get_message(r, message_id)).replace(message_id.encode(), b"m")
+
+
+def test_drain_normalizes_what_the_request_checked_as_ingest_did_before(r):
+    """A report handed off as it came (`{"raw": ...}`) and one queued before the drain normalized
+    (`{"data": ...}`, by a process not yet upgraded) end in the same state."""
+    checked, legacy = ids_in_lane(LANE, 2)
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(checked)),
+            orjson.dumps({"kind": "dlr", "receivedAt": now_text(), "data": dlr.load(report(legacy))}))
+    assert b'"raw":' in r.lindex(enqueue.lane(LANE).inbox, 0)
+    assert drain.drain(r, LANE, "job-1") == {"new": 2, "duplicate": 0}
+    assert_applied_once(r, [checked, legacy])
+    one, other = (re.sub(rb"evt_[0-9a-f]+", b"evt", stored(r, m))
+                  for m in (checked, legacy))  # the same, but for their ids
+    assert one == other
+    assert orjson.loads(one)["status"]["description"]  # filled in from the code tables, as before
+
+
+def test_a_checked_report_that_does_not_load_is_quarantined_and_the_batch_goes_on(r):
+    """Only a web process with other code (an upgrade) hands off a report that does not load."""
+    bad, good = ids_in_lane(LANE, 2)
+    raw = {"messageId": bad, "status": "DELIVERED"}  # status is an object: no code takes this
+    r.rpush(enqueue.lane(LANE).inbox, orjson.dumps({"kind": "dlr", "receivedAt": now_text(), "raw": raw}),
+            *envelopes(report(good)))
+    assert drain.drain(r, LANE, "job-1") == {"new": 1, "duplicate": 0}
+    assert_applied_once(r, [good])
+    assert store.get_message(r, bad) is None
+    [entry] = quarantine.entries(r)
+    assert entry["path"] == "/infobip/dlr" and entry["errors"][0]["errors"]["status"]
+    assert orjson.loads(quarantine.body_of(entry)) == {"results": [raw]}  # replayable as it came
+    assert_lane_idle(r)
+
+
 def test_ingest_kicks_one_job_per_lane(infobip, work, r):
     ids = ids_in_lane(LANE, 3)
     for message_id in ids:  # three requests, one lane: the first kicks, the others find it owned
@@ -113,7 +154,7 @@ def test_rerun_applies_the_held_batch_first_then_the_rest(r):
     assert len(enqueue.lane(LANE).claim(r, "job-1", size=2)) == 2
     assert batch(r, "job-1") == ids[:2] and inbox(r) == ids[2:]
     # a re-run's claim returns the held batch again, not new items
-    assert [orjson.loads(i)["data"]["messageId"] for i in enqueue.lane(LANE).claim(r, "job-1")] == ids[:2]
+    assert [message_id(i) for i in enqueue.lane(LANE).claim(r, "job-1")] == ids[:2]
 
     assert drain.drain(r, LANE, "job-1") == {"new": 5, "duplicate": 0}
     assert_applied_once(r, ids)

@@ -17,11 +17,12 @@ from collections import Counter
 from typing import Any
 
 import orjson
+from marshmallow import ValidationError
 from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import get_current_job
 
-from app import enqueue, keys
+from app import dlr, enqueue, keys, quarantine
 from app.clock import epoch
 from app.connection import Replication, on_data_plane
 from app.events import MO_RECEIVED
@@ -126,17 +127,41 @@ class BatchState:
 
 def apply_batch(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool:
     """Apply one claimed batch atomically. False when the lane is no longer ours."""
+    envelopes = settled(r, items, settings())
     for _ in range(WATCH_RETRIES):
-        applied = _apply_once(r, lane, job_id, items, totals)
+        applied = _apply_once(r, lane, job_id, envelopes, totals)
         if applied is not None:
             return applied
     return False
 
 
-def _apply_once(r: Redis, lane: int, job_id: str, items: list[bytes], totals: Counter[str]) -> bool | None:
+def settled(r: Redis, items: list[bytes], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch's envelopes, each delivery report the request handed off as it came (`{"raw":
+    ...}`, `app.dlr.check_all`) normalized, as ingest did before the drain took that over. A
+    report the request's checks passed always loads here; one that does not (a web process
+    running other code during an upgrade) is quarantined, as ingest would have done, and left
+    out. Quarantined before the batch applies (a cluster keeps the quarantine in another slot):
+    a job killed in between keeps it twice, which a replay applies once (dedupe)."""
+    out = []
+    for envelope in map(orjson.loads, items):
+        raw = envelope.get("raw")
+        try:
+            dlr.settle(envelope)
+        except ValidationError as err:
+            log.error("a checked report does not load; quarantined", extra={"errors": err.messages})
+            entry = quarantine.record_input(
+                envelope.get("source", "push"), "/infobip/dlr", "application/json", "invalid items",
+                [{"index": 0, "errors": err.messages}], orjson.dumps({"results": [raw]}))
+            quarantine.keep(r, entry, cfg["QUARANTINE_MAX"])
+            continue
+        out.append(envelope)
+    return out
+
+
+def _apply_once(r: Redis, lane: int, job_id: str, envelopes: list[dict[str, Any]],
+                totals: Counter[str]) -> bool | None:
     """True: applied; False: the lane is not ours; None: a watched opt-out entry changed."""
     cfg = settings()
-    envelopes = [orjson.loads(item) for item in items]
     channel = enqueue.lane(lane)
     fanout = Fanout(routes(), lane)
     replication = Replication.from_config(cfg)
