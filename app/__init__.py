@@ -7,9 +7,11 @@ Errors of every kind are answered as JSON by one handler.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -67,9 +69,27 @@ class JSONProvider(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
 
+# Whether a function is `async def` never changes: asked once per function (views, hooks).
+_is_coroutine_function = functools.lru_cache(maxsize=512)(inspect.iscoroutinefunction)
+
+
+class Receiver(Flask):
+    """Flask, with our request class, and `ensure_sync` remembering its answer per function.
+
+    Flask asks `inspect.iscoroutinefunction` of the view, MethodView's method and every hook
+    on every request (~4.8k instructions each, four times per ingest request). A bound method
+    is a new object each time, so the answer is kept for the function it binds."""
+
+    request_class = ReceiverRequest
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if _is_coroutine_function(getattr(func, "__func__", func)):
+            return self.async_to_sync(func)
+        return func
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.request_class = ReceiverRequest
+    app = Receiver(__name__)
     app.json = JSONProvider(app)
     app.config.from_mapping(config.load())
     if test_config:
