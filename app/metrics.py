@@ -67,8 +67,8 @@ def request_id(environ: dict[str, Any]) -> str:
 
 
 def observe_end(response: Response) -> Response:
-    """Count, time and log every request: one log line each, path without its query string.
-    The one hook: the time is counted from when the request object was made
+    """Count, time and log every request: one log line each (a successful ingest one at DEBUG),
+    path without its query string. The one hook: the time is counted from when the request object was made
     (`app.ReceiverRequest`), which is also when a before-request hook would have run."""
     # The request itself, not its proxy: each proxy access is a context-variable lookup, and
     # this hook runs on every request (docs/BENCHMARKS.md, session 4).
@@ -78,11 +78,18 @@ def observe_end(response: Response) -> Response:
     rid = request_id(req.environ)
     endpoint = req.url_rule.rule if req.url_rule else "unmatched"
     _requests(endpoint, str(response.status_code)).inc()
-    if endpoint.startswith("/infobip/"):
+    ingest = endpoint.startswith("/infobip/")
+    if ingest:
         _ingest_seconds(endpoint).observe(duration)
     response.headers["X-Request-Id"] = rid
-    log.info("request", extra={"request_id": rid, "method": req.method, "path": req.path,
-                               "status": response.status_code, "duration_ms": round(duration * 1000, 2)})
+    # A report Infobip delivered is counted above and in the state; its line, one per report at
+    # campaign speed, is DEBUG (a tenth of a request's instructions, docs/BENCHMARKS.md,
+    # session 8). Every other request, and every ingest request not answered 2xx, is INFO.
+    level = logging.DEBUG if ingest and response.status_code < 300 else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "request", extra={"request_id": rid, "method": req.method, "path": req.path,
+                                         "status": response.status_code,
+                                         "duration_ms": round(duration * 1000, 2)})
     return response
 
 

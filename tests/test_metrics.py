@@ -57,12 +57,23 @@ def test_ingest_counts_requests_items_latency_and_worker_figures(client, infobip
 
 
 def test_every_request_is_logged_once_without_its_query_string(client, infobip, caplog):
-    caplog.set_level(logging.INFO, logger="app.requests")
+    caplog.set_level(logging.DEBUG, logger="app.requests")
     resp = infobip.dlr({"results": [report("m1")]}, query_string={"token": TOKEN})
     [line] = [r for r in caplog.records if r.name == "app.requests"]
     assert (line.status, line.path, line.method) == (200, "/infobip/dlr", "POST")
     assert line.request_id == resp.headers["X-Request-Id"]
     assert not any(secret in caplog.text for secret in SECRETS)
+
+
+def test_at_info_a_delivered_report_is_counted_not_logged_and_the_rest_is_logged(client, infobip, caplog):
+    """A line per report at campaign speed is DEBUG; what an operator looks for stays INFO."""
+    caplog.set_level(logging.INFO, logger="app.requests")
+    infobip.dlr({"results": [report("m1")]}, query_string={"token": TOKEN})
+    client.post("/infobip/dlr", json={"results": [report("m2")]})  # no credentials
+    infobip.dlr({"results": ["m3"]}, query_string={"token": TOKEN})
+    client.get("/healthz")
+    lines = [(r.levelname, r.path, r.status) for r in caplog.records if r.name == "app.requests"]
+    assert lines == [("INFO", "/infobip/dlr", 401), ("INFO", "/infobip/dlr", 400), ("INFO", "/healthz", 200)]
 
 
 def test_a_request_id_is_echoed_only_when_it_is_a_plain_token(client):
