@@ -8,11 +8,14 @@ those hops is ignored.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
+import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler used below)
 from flask import Request
 
 from app.errors import Forbidden, Unauthorized
@@ -22,6 +25,16 @@ def _same(given: str | None, expected: str | None) -> bool:
     if given is None or expected is None:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+@functools.lru_cache(maxsize=32)
+def query_token(query_string: bytes) -> str | None:
+    """`request.args.get("token")`, parsed once per query string: Infobip calls one notifyUrl,
+    so every report comes with the same query string, and werkzeug parsed it into a new MultiDict
+    each time (~4% of a single-report request, docs/BENCHMARKS.md, session 8). Parsed as
+    werkzeug parses `args`; a few recent strings are kept, however many a caller invents."""
+    pairs = parse_qsl(query_string.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+    return next((value for key, value in pairs if key == "token"), None)
 
 
 def check_source(request: Request, networks: Iterable[ipaddress._BaseNetwork]) -> None:
@@ -47,7 +60,7 @@ def check_ingest(request: Request, config: Mapping[str, Any]) -> None:
     if not (token or user) and config["DEV_MODE"]:
         return
     if token:
-        given = request.args.get("token") or request.headers.get("X-Webhook-Token")
+        given = query_token(request.query_string) or request.headers.get("X-Webhook-Token")
         if _same(given, token):
             return
     if user and password:

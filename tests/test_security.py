@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
+from flask import Request
 
-from app import create_app
+from app import auth, create_app
 from app.errors import ConfigError
 from app.keys import QUARANTINE
 from tests.conftest import API_KEY, BASIC_PASSWORD, BASIC_USER, SECRETS, TOKEN, basic_header
@@ -84,6 +85,16 @@ def test_wrong_token_is_401(method, path, body, content_type, how, client):
 )
 def test_token_in_query_or_header_is_accepted(method, path, body, content_type, how, client):
     assert call(client, method, path, body, content_type, **how).status_code == 200
+
+
+@pytest.mark.parametrize("query", [
+    b"token=abc", b"token=a%20b&x=1", b"x=1&token=first&token=second", b"token=", b"token", b"tok%65n=abc",
+    b"token=a+b", b"token=%80%FF", b"token=%E2%82%AC", b"a=1;token=2", b"", b"&&token=z&"])
+def test_the_remembered_query_token_is_werkzeugs(query):
+    """auth.query_token parses a query string once per process; what it finds is `args`'."""
+    environ = {"QUERY_STRING": query.decode("latin-1"), "REQUEST_METHOD": "GET"}
+    assert auth.query_token(query) == Request(environ).args.get("token")
+    assert auth.query_token(query) == Request(environ).args.get("token")  # remembered
 
 
 @endpoints
