@@ -1,8 +1,9 @@
 """gunicorn settings for the web tier (`gunicorn -c deploy/gunicorn.conf.py "app:create_app()"`).
 
-One log line per request: the app's JSON line (app/metrics.py: request id, method, path
-without its query string, status, duration). gunicorn's own access log would be a second line
-per request, ~8% of a worker's CPU under load (docs/BENCHMARKS.md), so it is off. Turned on
+One log line per request at most: the app's JSON line (app/metrics.py: request id, method,
+path without its query string, status, duration; a delivered report's at DEBUG, everything
+else at INFO). gunicorn's own access log would be a second line per request, ~8% of a worker's
+CPU under load (docs/BENCHMARKS.md), so it is off; deploy/nginx.conf keeps one. Turned on
 (`GUNICORN_CMD_ARGS="--access-logfile -"`), it too leaves out the query string (`%(U)s`, not
 `%(r)s`): notifyUrls carry the ingest token as `?token=...`, and secrets must never reach logs.
 
