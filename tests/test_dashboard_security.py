@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from flask import session
 
 from app import create_app
 from app.dashboard.session import secret_key
@@ -321,3 +322,18 @@ def test_ingest_and_api_never_touch_the_session(signed_in, infobip, api):
     answer = api.get("/api/bulks/nope")
     assert answer.status_code == 404 and "Set-Cookie" not in answer.headers
     assert signed_in.get("/api/bulks/nope").status_code == 401  # the cookie is no API credential
+
+
+def test_ingest_and_the_api_share_one_session_that_takes_nothing(app):
+    """One read-only empty session serves every ingest and API request: it cannot carry anything
+    from one request to the next."""
+    seen = []
+    for path in ("/infobip/dlr", "/api/bulks/x", "/healthz"):
+        with app.test_request_context(path):
+            seen.append(session._get_current_object())
+            assert dict(session) == {}
+            with pytest.raises(RuntimeError, match="no session"):
+                session["csrf"] = "x"
+    assert seen[0] is seen[1] is seen[2]
+    with app.test_request_context("/login"):
+        session["csrf"] = "x"  # the dashboard's own session takes it

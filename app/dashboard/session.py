@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Request, Response, current_app, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import NullSession, SecureCookieSessionInterface
 
 from app.connection import get_redis
 from app.keys import DASH_LOGIN_FAILURES, DASH_SESSION
@@ -39,8 +39,17 @@ HEADERS = {
 _NO_SESSION = ("/infobip/", "/api/", "/metrics", "/healthz", "/readyz", "/openapi")
 
 
-class _NoSession(SecureCookieSession):
-    """What ingest and the API get: empty, and never saved."""
+class _NoSession(NullSession):
+    """What ingest and the API get: empty, read-only, never saved (Flask skips a null session).
+    Nothing can be written to it, so one serves every request."""
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError("ingest and the API have no session")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail  # type: ignore[assignment]
+
+
+_NONE = _NoSession()
 
 
 class DashboardSessions(SecureCookieSessionInterface):
@@ -48,12 +57,8 @@ class DashboardSessions(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> Any:
         if request.path.startswith(_NO_SESSION):
-            return _NoSession()
+            return _NONE
         return super().open_session(app, request)
-
-    def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        if not isinstance(session, _NoSession):
-            super().save_session(app, session, response)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
