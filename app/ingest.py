@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-from flask import Blueprint, Request, current_app, request
+from flask import Blueprint, Request, Response, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
@@ -36,10 +36,13 @@ class IngestView(MethodView):
     init_every_request = False  # one view object serves every request: it keeps no request state
     source = "push"  # provenance of what this view accepts (SPEC §9); a replay keeps the input's
 
-    def post(self, rest: str = "") -> tuple[dict[str, Any], int]:
+    def post(self, rest: str = "") -> Response:
         # The objects, not their proxies: each proxy access is a context-variable lookup.
-        auth.check_ingest(request._get_current_object(), current_app.config)  # type: ignore[attr-defined]
-        return self.process()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        auth.check_ingest(request._get_current_object(), app.config)  # type: ignore[attr-defined]
+        answer, _status = self.process()  # always 200: every other answer is raised
+        # The JSON answer made here: from a (dict, status) pair, Flask's make_response took 1.5 us more.
+        return app.json.response(answer)
 
     def process(self, keep_rejects: bool = True) -> tuple[dict[str, Any], int]:
         """Everything after auth; also what a quarantine replay runs again (keep_rejects=False:
@@ -114,7 +117,7 @@ class InboundView(IngestView):
     kind = "mo"
     parser = mo
 
-    def get(self, rest: str = "") -> tuple[dict[str, Any], int]:
+    def get(self, rest: str = "") -> Response:
         return self.post(rest)
 
     def raw_items(self, body: bytes, req: Request) -> list[Any]:
