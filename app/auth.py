@@ -34,7 +34,7 @@ def query_token(query_string: bytes) -> str | None:
     each time (~4% of a single-report request, docs/BENCHMARKS.md, session 8). Parsed as
     werkzeug parses `args`; a few recent strings are kept, however many a caller invents."""
     pairs = parse_qsl(query_string.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
-    return next((value for key, value in pairs if key == "token"), None)
+    return next((value for name, value in pairs if name == "token"), None)
 
 
 def check_source(request: Request, networks: Iterable[ipaddress._BaseNetwork]) -> None:
