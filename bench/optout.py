@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from app import create_app
-from app.keys import OPTOUT
+from app.optout.lists import list_key
 from tools.redis_server import EmbeddedRedis
 
 KEY = "bench-api-key"
@@ -35,7 +35,7 @@ def measure(redis_url: str, rounds: int = 15) -> dict[str, Any]:
     entry = orjson.dumps({"since": "2026-01-01T00:00:00.000Z", "keyword": "STOP", "messageId": None,
                           "source": "api"})
     for n, number in enumerate(numbers[::10]):
-        pipe.hset(OPTOUT.format(msisdn=number), RECEIVER if n % 2 else "*", entry)
+        pipe.hset(list_key(number), RECEIVER if n % 2 else "*", entry)
     pipe.execute()
     client = app.test_client()
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
