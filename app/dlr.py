@@ -10,6 +10,7 @@ marshmallow's ValidationError with per-field messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -235,13 +236,14 @@ def check_all(raw_items: list[Any], language: str = "en",
     so it stays in the request; normalizing it (dates, price text, descriptions) was half of the
     fast path's cost and decides nothing (docs/BENCHMARKS.md, session 8)."""
     # The request's CODE_DESCRIPTIONS decides, as when it normalized: not the default, it goes along.
-    kept = {"raw": None} if language == "en" else {"raw": None, "language": language}
-    checked = [None if quick_check(item) is None else {**kept, "raw": item} for item in raw_items]
+    extra = {} if language == "en" else {"language": language}
+    checked = [None if quick_check(item) is None else {"raw": item, **extra} for item in raw_items]
     return _rest_by_marshmallow(raw_items, checked, language, wrap=lambda data: {"data": data})
 
 
 def _rest_by_marshmallow(raw_items: list[Any], results: list[Any], language: str,
-                         wrap: Any = lambda data: data) -> tuple[list[Any], list[dict[str, Any]]]:
+                         wrap: Callable[[dict[str, Any]], Any] = lambda data: data,
+                         ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Fill the gaps (None) of `results` with marshmallow's load of those reports, in one pass;
     (the results without gaps, the rejected items)."""
     slow = [index for index, found in enumerate(results) if found is None]

@@ -68,8 +68,9 @@ def request_id(environ: dict[str, Any]) -> str:
 
 def observe_end(response: Response) -> Response:
     """Count, time and log every request: one log line each (a successful ingest one at DEBUG),
-    path without its query string. The one hook: the time is counted from when the request object was made
-    (`app.ReceiverRequest`), which is also when a before-request hook would have run."""
+    path without its query string. The one hook: the time is counted from when the request
+    object was made (`app.ReceiverRequest`), which is also when a before-request hook would have
+    run."""
     # The request itself, not its proxy: each proxy access is a context-variable lookup, and
     # this hook runs on every request (docs/BENCHMARKS.md, session 4).
     req = request._get_current_object()  # type: ignore[attr-defined]

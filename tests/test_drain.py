@@ -96,8 +96,9 @@ def test_drain_normalizes_what_the_request_checked_as_ingest_did_before(r):
     """A report handed off as it came (`{"raw": ...}`) and one queued before the drain normalized
     (`{"data": ...}`, by a process not yet upgraded) end in the same state."""
     checked, legacy = ids_in_lane(LANE, 2)
-    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(checked)),
-            orjson.dumps({"kind": "dlr", "receivedAt": now_text(), "data": dlr.load(report(legacy))}))
+    at = now_text()
+    r.rpush(enqueue.lane(LANE).inbox, *envelopes(report(checked), received_at=at),
+            orjson.dumps({"kind": "dlr", "receivedAt": at, "data": dlr.load(report(legacy))}))
     assert b'"raw":' in r.lindex(enqueue.lane(LANE).inbox, 0)
     assert drain.drain(r, LANE, "job-1") == {"new": 2, "duplicate": 0}
     assert_applied_once(r, [checked, legacy])
