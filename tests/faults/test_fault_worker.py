@@ -39,6 +39,11 @@ SWEEP_INTERVAL = 10  # workers/cron.py
 ATTEMPTS = 5  # tries at landing the kill inside a batch
 
 
+def message_id(envelope: dict) -> str:
+    """A batch item's messageId: a report the request checked waits as it came (`raw`)."""
+    return (envelope.get("data") or envelope["raw"])["messageId"]
+
+
 def kill_mid_batch(stack) -> tuple[str, list[str], float] | None:
     """Build a backlog, then SIGKILL the worker while it holds a batch. Returns the dead job's
     batch key, the messageIds in it and the time of the kill; None when the kill missed."""
@@ -60,7 +65,7 @@ def kill_mid_batch(stack) -> tuple[str, list[str], float] | None:
             assert len(keys) == 1, keys
             key = keys[0].decode()
             items = stack.r.lrange(key, 0, -1)
-            return key, [orjson.loads(i)["data"]["messageId"] for i in items], killed_at
+            return key, [message_id(orjson.loads(i)) for i in items], killed_at
         time.sleep(0.002)
     return None
 
