@@ -9,7 +9,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tools.redis_topology import SLOTS, ClusterTopology, SentinelTopology, wait_until
+from tools.redis_server import free_port
+from tools.redis_topology import SLOTS, ClusterTopology, SentinelTopology, cluster_port, wait_until
 
 
 def alive(nodes) -> list:
@@ -84,3 +85,12 @@ def test_cluster_topology_has_three_primaries_with_a_replica_each(tmp_path: Path
     finally:
         topology.stop()
     assert alive(topology.nodes) == []
+
+
+def test_free_port_never_hands_out_a_port_twice():
+    """Tests pick several ports before any server binds one; the kernel would give a freed port
+    out again (about nine repeats in 500 picks from Linux's range), so free_port remembers."""
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    bus = cluster_port() + 10000
+    assert all(free_port() != bus for _ in range(200))

@@ -32,10 +32,28 @@ def find_binary() -> str:
     return found
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and this process never handed out before.
+
+    A port is only reserved once its server binds it, and tests pick several before starting
+    any (a fault stack picks gunicorn's, then starts six Redis nodes): without the memory, the
+    kernel may give a freed port out twice, and CI once saw a sentinel node answer the web
+    tier's /healthz."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def hand_out(port: int) -> None:
+    """Mark a port picked elsewhere (a cluster node's bus port) as taken for free_port."""
+    _HANDED_OUT.add(port)
 
 
 class EmbeddedRedis:

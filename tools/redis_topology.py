@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from tools import wait
-from tools.redis_server import EmbeddedRedis, find_binary, free_port
+from tools.redis_server import EmbeddedRedis, find_binary, free_port, hand_out
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -48,6 +48,7 @@ def cluster_port() -> int:
     for _ in range(200):
         port = free_port()
         if port + 10000 <= 65535 and _is_free(port + 10000):
+            hand_out(port + 10000)
             return port
     raise RuntimeError("no free port pair for a cluster node")
 
