@@ -5,9 +5,10 @@ Bar 2 of the speed issue compared the service with bare Flask, which writes noth
 `always` the write alone stays below that bar on this VM (docs/BENCHMARKS.md, session 5). Its
 true ceiling is `bench/handoff_app.py`, the group-committed write and nothing else, so the bar
 is the service's req/s over that reference's, >= 0.85x, in one run. At each connection count
-the two apps alternate in ROUNDS pairs of short rounds, back to back, and the bar is the median
-of the pairs' ratios (`bench.ab`'s method): -c8 with the apps `Run.ingest` started (gunicorn
-2 x 4 threads); -c64 starts both again with WEB_THREADS=32, so 64 connections meet 64 threads.
+the two apps alternate in pairs of short rounds, back to back (6 pairs in `make bench`, 12 in
+the full plan), and the bar is the median of the pairs' ratios (`bench.ab`'s method): -c8 with
+the apps `Run.ingest` started (gunicorn 2 x 4 threads); -c64 starts both again with
+WEB_THREADS=32, so 64 connections meet 64 threads.
 The -c8 bar once reused the three `always` rounds of the five-app alternation above it; a
 service round there sat two rounds from its hand-off round, and in four runs of the same code
 the bar swung 0.79-0.87 where twelve paired rounds gave 0.86-0.93 (docs/BENCHMARKS.md, session 8).
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 BAR = 0.85
 WIDE_THREADS = 32  # x WEB_CONCURRENCY (2) = 64 threads for wrk -c64
-ROUNDS = 6  # pairs of rounds per connection count
 SECONDS = 3  # one round
 
 
@@ -51,12 +51,12 @@ def bar(run: Run, connections: int, runs: dict[str, list[dict[str, Any]]]) -> No
 
 
 def paired(run: Run, urls: dict[str, str], connections: int, one: dict[str, str], r: Redis) -> None:
-    """ROUNDS pairs of rounds, the hand-off's then the service's, back to back, Redis emptied
+    """The plan's pairs of rounds, the hand-off's then the service's, back to back, Redis emptied
     after each pair (as `bench.ab` does); then the bar."""
     for url in urls.values():
         run.wrk("post.lua", url, 2, connections=connections, **one)  # warm both at this concurrency
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("handoff", "ours")}
-    for _ in range(ROUNDS):
+    for _ in range(run.plan.paired_rounds):
         for name in runs:
             runs[name].append(run.wrk("post.lua", urls[name], SECONDS, connections=connections, **one))
         r.flushall()

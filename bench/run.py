@@ -71,13 +71,14 @@ class Plan:
     scale_small: int  # reports
     scale_big: int
     quiet_wait: float  # seconds to wait for the 1-minute load average to fall below 1.0
+    paired_rounds: int = 6  # hand-off/service pairs per connection count of issue 17's bar (bench/rebased.py)
 
 
 PLANS = {
     "short": Plan("short", seconds=5, rounds=3, latency_seconds=10, worker_jobs=2000, fanout_posts=5000,
                   scale_small=2_000, scale_big=20_000, quiet_wait=30),
     "full": Plan("full", seconds=10, rounds=3, latency_seconds=30, worker_jobs=5000, fanout_posts=10_000,
-                 scale_small=100_000, scale_big=1_000_000, quiet_wait=300),
+                 scale_small=100_000, scale_big=1_000_000, quiet_wait=300, paired_rounds=12),
 }
 
 
