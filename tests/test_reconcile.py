@@ -103,6 +103,46 @@ def test_what_a_bulk_query_did_not_return_is_asked_by_message_id(sent, ib, r, mo
     assert (figures["filledFromLogs"], figures["checked"], figures["calls"]) == (35, 35, 2)
 
 
+def test_one_run_at_a_time(sent, ib, r, fake_infobip) -> None:
+    sent(2)
+    r.set(keys.RECONCILE_LOCK, "another run", ex=30)
+    assert "skipped" in run(r, ib)
+    assert fake_infobip.control.calls("/sms/1/logs") == [], "no call while another run holds the lease"
+    r.delete(keys.RECONCILE_LOCK)
+    assert run(r, ib)["filledFromLogs"] == 2
+    assert not r.exists(keys.RECONCILE_LOCK), "released after the run"
+
+
+class SlowClient(InfobipClient):
+    """Its first logs call outlasts the run's lease, which another run then takes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held_for: list[int] = []  # seconds the run's lease had left, seen during each call
+
+    def logs(self, **query: Any) -> dict[str, Any]:
+        answer = super().logs(**query)
+        self.held_for.append(self.r.ttl(keys.RECONCILE_LOCK))
+        if self.r.get(keys.RECONCILE_LOCK) != b"next run":
+            self.r.set(keys.RECONCILE_LOCK, "next run", ex=30)
+        return answer
+
+
+def test_a_run_whose_lease_lapsed_stops_and_leaves_the_next_runs_alone(sent, r, fake_infobip,
+                                                                        monkeypatch) -> None:
+    """The lease is renewed before every call and lasts LOCK_TTL (30 s), not a whole run: a worker
+    killed mid-run holds it no longer than that (it once held a 300 s lock)."""
+    monkeypatch.setattr(reconcile, "PAGE", 10)  # two calls due: by bulk, then by messageId
+    sent(35)
+    slow = SlowClient(fake_infobip.url, api_key=fake_infobip.api_key, timeout=2, r=r,
+                      policy=RetryPolicy(base=0.05, cap=0.2))
+    figures = run(r, slow)
+    assert figures["calls"] == 1, "no call after the lease lapsed"
+    assert figures["filledFromLogs"] == 10, "what the one call found is fed"
+    assert r.get(keys.RECONCILE_LOCK) == b"next run", "the next run's lease is not ours to release"
+    assert 0 < slow.held_for[0] <= reconcile.LOCK_TTL == 30
+
+
 def test_past_the_log_window_a_message_is_stale(sent, ib, r, work, api, fake_infobip) -> None:
     ids = sent(2)
     figures = run(r, ib, after=49 * HOUR)

@@ -4,7 +4,7 @@ Why rq cron rather than a job that re-enqueues itself: a self-rescheduling chain
 the first time one link is lost (a worker SIGKILLed between running and re-enqueueing, a
 Redis blip at the wrong moment), and nothing notices. The scheduler process already runs the
 sweep every 10 s; it enqueues these every PULL_INTERVAL seconds whatever happened before.
-Overlap is harmless: each job takes its feature's lock first (app/infobip/pull.py), so a
+Overlap is harmless: each job takes its feature's lease first (app/infobip/lease.py), so a
 tick that finds a poller running does nothing. A pull job that found full pages queues one
 follow-up at once (behind the drain jobs its pages started), so a backlog is fetched at full
 speed and the drains keep up.
@@ -51,9 +51,4 @@ def reconcile_run() -> dict[str, Any]:
     client = InfobipClient.from_config(cfg, r)
     if client is None or not cfg["RECONCILE_AFTER"]:
         return {"skipped": "reconciliation is off"}
-    if not r.set(reconcile.LOCK, 1, nx=True, ex=reconcile.LOCK_TTL):
-        return {"skipped": "another run holds the lock"}
-    try:
-        return reconcile.run(r, cfg, client)
-    finally:
-        r.delete(reconcile.LOCK)
+    return reconcile.run(r, cfg, client)

@@ -22,10 +22,8 @@ for pulled inbound messages.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +33,14 @@ from redis import Redis, RedisError
 
 from app import handoff
 from app.infobip.client import InfobipClient, InfobipError
+from app.infobip.lease import Lease
 from app.keys import PULL_LOCK
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL = 30  # seconds; refreshed before every fetch
+LOCK_TTL = 30  # seconds; renewed before every fetch (app/infobip/lease.py)
 PAGES_PER_JOB = 10  # then a follow-up job, queued behind the drain jobs
 HANDOVER_TRIES = 8  # a Redis that refuses a pulled page is asked again, 0.5 s .. 16 s apart
-
-# Release / refresh the lock only if it is still ours (a poller that outlived its lock must not
-# delete the next poller's).
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_REFRESH = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
-            "return 0")
-
 
 @dataclass(frozen=True)
 class Feed:
@@ -75,14 +67,14 @@ def poll(r: Redis, config: Mapping[str, Any], client: InfobipClient, feed: Feed,
          max_pages: int = PAGES_PER_JOB) -> dict[str, Any]:
     """Fetch and hand over pages of `feed` while they come back full (at most `max_pages`).
     Returns figures; `more` is true when the last page was full (the caller pulls again)."""
-    lock, token = PULL_LOCK.format(feature=feed.name), uuid.uuid4().hex
-    if not r.set(lock, token, nx=True, ex=LOCK_TTL):
+    lease = Lease(r, PULL_LOCK.format(feature=feed.name), LOCK_TTL)
+    if not lease.take():
         return {"skipped": "another poller holds the lock"}
     limit = int(config["PULL_LIMIT"])
     figures: dict[str, Any] = {"pages": 0, "accepted": 0, "rejected": 0, "more": False}
     try:
         for _ in range(max_pages):
-            if not r.eval(_REFRESH, 1, lock, token, LOCK_TTL):
+            if not lease.renew():
                 break  # our lock lapsed (a very slow call): the next poller goes on
             try:
                 page = feed.fetch(client, limit)
@@ -102,8 +94,7 @@ def poll(r: Redis, config: Mapping[str, Any], client: InfobipClient, feed: Feed,
             if not figures["more"]:
                 break
     finally:
-        with contextlib.suppress(RedisError):  # else it expires on its own
-            r.eval(_RELEASE, 1, lock, token)
+        lease.release()
     quiet = not figures.get("accepted") and not figures.get("rejected") and "error" not in figures
     (log.debug if quiet else log.info)("pull", extra={"feature": feed.name, **figures})  # not every 5 s
     return figures

@@ -40,6 +40,7 @@ from redis import Redis
 from app import dlr, enqueue, events, handoff, keys, store
 from app.clock import epoch, now_text
 from app.infobip.client import InfobipClient, InfobipError
+from app.infobip.lease import Lease
 from app.keys import INDEX_PENDING, MESSAGE, RECONCILE_LAST, RECONCILE_LOCK, RECONCILE_TOTALS, lane_of
 from app.store import unpack
 
@@ -51,7 +52,9 @@ BATCH = 50  # messageIds per /sms/1/logs call
 BULK_QUERY_MIN = 20  # candidates of one bulk from which one query by bulkId is cheaper
 PAGE = 1000  # Infobip's maximum `limit`
 TIME_BUDGET = 20.0  # seconds of calls per run: the job shares the drain's worker
-LOCK, LOCK_TTL = RECONCILE_LOCK, 300  # one run at a time (a run lasts TIME_BUDGET + one call)
+# One run at a time. Renewed before every call (app/infobip/lease.py): a worker killed mid-run
+# once held a 300 s lock and stopped reconciliation for five minutes.
+LOCK_TTL = 30
 
 
 class Limiter:
@@ -69,8 +72,18 @@ class Limiter:
 
 def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
         now: float | None = None) -> dict[str, Any]:
-    """One reconciliation run; returns (and stores) its figures."""
-    now = time.time() if now is None else now
+    """One reconciliation run, unless another holds the lease; returns (and stores) its figures."""
+    lease = Lease(r, RECONCILE_LOCK, LOCK_TTL)
+    if not lease.take():
+        return {"skipped": "another run holds the lock"}
+    try:
+        return _run(r, config, client, lease, time.time() if now is None else now)
+    finally:
+        lease.release()
+
+
+def _run(r: Redis, config: Mapping[str, Any], client: InfobipClient, lease: Lease,
+         now: float) -> dict[str, Any]:
     started = time.monotonic()
     # One pending index per lane on a Redis Cluster (app/keys.py `{t}`), one on a single Redis.
     due = sorted((score, t, m.decode()) for t in keys.tags() for m, score in r.zrangebyscore(
@@ -95,7 +108,7 @@ def run(r: Redis, config: Mapping[str, Any], client: InfobipClient,
     limiter = Limiter(float(config["RECONCILE_RATE"]))
     try:
         for query, about in queries(wanted, found):
-            if time.monotonic() - started > TIME_BUDGET:
+            if time.monotonic() - started > TIME_BUDGET or not lease.renew():
                 break  # the rest is next run's: their scores are unchanged, so they come first
             limiter.wait()
             figures["calls"] += 1
