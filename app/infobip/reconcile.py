@@ -108,9 +108,11 @@ def _run(r: Redis, config: Mapping[str, Any], client: InfobipClient, lease: Leas
     limiter = Limiter(float(config["RECONCILE_RATE"]))
     try:
         for query, about in queries(wanted, found):
-            if time.monotonic() - started > TIME_BUDGET or not lease.renew():
+            if time.monotonic() - started > TIME_BUDGET:
                 break  # the rest is next run's: their scores are unchanged, so they come first
             limiter.wait()
+            if not lease.renew():  # after the wait: the lease need only outlast the call
+                break  # it lapsed during a very slow call: another run may be going on
             figures["calls"] += 1
             for entry in client.logs(**query).get("results") or []:
                 if isinstance(entry, dict) and entry.get("messageId") in wanted:
